@@ -1,0 +1,48 @@
+# One-command set-up: every target creates .venv from requirements + constraints when missing.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export AIRFLOW_HOME ?= $(CURDIR)/.airflow
+export PYTHONPATH := $(CURDIR)/plugins:$(CURDIR)
+SIM_PORT ?= 8799
+
+.PHONY: help venv demo test test-faults sim bench lint validate airflow clean
+
+help:
+	@echo "make demo | test | sim | bench | lint | airflow | validate ZIP=... FILE_TYPE=csv|ics | clean"
+
+$(STAMP): requirements.txt requirements-test.txt constraints.txt
+	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11 or run make PYTHON=/path/to/python3.11"; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements-test.txt -c constraints.txt
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python -m include.demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+sim: $(STAMP)
+	$(BIN)/python -m include.zoho_simulator --port $(SIM_PORT) $(SIM_ARGS)
+
+bench: $(STAMP)
+	$(BIN)/python bench/bench_validation.py
+	$(BIN)/python bench/bench_download.py
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff check --select AIR dags plugins
+
+validate: $(STAMP)
+	$(BIN)/python -m zoho_crm.validate $(ZIP) --file-type $(or $(FILE_TYPE),csv) $(VALIDATE_ARGS)
+
+airflow: $(STAMP)
+	$(BIN)/python -m include.local_airflow
+
+clean:
+	rm -rf .airflow output .pytest_cache

@@ -1,0 +1,202 @@
+"""Bench: extract + validate 40-column CSV pages against a naive pandas read, each in its own subprocess.
+
+    .venv/bin/python bench/bench_validation.py [--records 20000,200000,1000000] [--keep DIR]
+
+Builds deterministic Zoho-like zips (commas, doubled quotes, embedded line breaks, non-ASCII, ISO datetimes
+with offset) in a temp dir, then prints records, MB, wall seconds and peak RSS for ours and for
+``pandas.read_csv(zip, dtype=str)``. Wall time is measured inside the child around the work (imports
+excluded on both sides); peak RSS is the child's ``ru_maxrss`` (whole process, imports included).
+Exits 1 when the 200k targets (RSS < 100 MB, wall <= 0.5 x pandas) are missed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+TARGET_RECORDS = 200_000
+RSS_LIMIT_MB = 100.0
+WALL_RATIO_LIMIT = 0.5
+PANDAS_MAX_RECORDS = 200_000  # the naive read of 1M records would need gigabytes; it is the baseline only
+TEMPLATES = 3001
+
+FIELDS: list[tuple[str, str]] = [
+    ("First_Name", "text"), ("Last_Name", "text"), ("Email", "email"), ("Phone", "phone"),
+    ("Mobile", "phone"), ("Company", "text"), ("Designation", "text"), ("Lead_Source", "picklist"),
+    ("Lead_Status", "picklist"), ("Industry", "picklist"), ("Annual_Revenue", "currency"),
+    ("No_of_Employees", "integer"), ("Rating", "picklist"), ("Email_Opt_Out", "boolean"),
+    ("Created_Time", "datetime"), ("Modified_Time", "datetime"), ("Last_Activity_Time", "datetime"),
+    ("Owner", "ownerlookup"), ("Street", "textarea"), ("City", "text"), ("State", "text"),
+    ("Zip_Code", "text"), ("Country", "text"), ("Description", "textarea"), ("Website", "website"),
+    ("Skype_ID", "text"), ("Secondary_Email", "email"), ("Twitter", "text"), ("Salutation", "picklist"),
+    ("Date_of_Birth", "date"), ("Score", "bigint"), ("Discount", "percent"), ("Budget", "double"),
+    ("Converted", "boolean"), ("Tag", "text"), ("Unsubscribed_Time", "datetime"), ("Visit_Count", "integer"),
+    ("Health_Notes", "textarea"), ("Created_By", "ownerlookup"),
+]
+NAMES = ["Zoë", "Łukasz", "José", "Chen", "Åsa", "Mary-Ann", "O'Brien", "Nguyễn", "Anne", "Søren"]
+CITIES = ["München", "São Paulo", "Zürich", "New York, NY", "Kraków", "Tōkyō", "Reykjavík"]
+WORDS = ["quarterly", "renewal", "budget", "pilot", "follow-up", "café", "naïve", "résumé", "deal", "demo"]
+
+
+def _datetime(rng: random.Random) -> str:
+    hours = rng.choice(["+00:00", "-08:00", "+05:30", "+01:00", "-03:00"])
+    return (f"2026-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}T{rng.randint(0, 23):02d}:"
+            f"{rng.randint(0, 59):02d}:{rng.randint(0, 59):02d}{hours}")
+
+
+def _text(rng: random.Random, words: int) -> str:
+    return " ".join(rng.choice(WORDS) for _ in range(words))
+
+
+def _value(rng: random.Random, name: str, data_type: str) -> str:
+    if name == "Health_Notes":
+        return ""
+    if data_type == "datetime":
+        return _datetime(rng) if rng.random() > 0.1 else ""
+    if data_type == "date":
+        return f"19{rng.randint(50, 99)}-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}"
+    if data_type in ("currency", "double", "percent"):
+        return f"{rng.uniform(0, 1e6):.2f}"
+    if data_type in ("integer", "bigint"):
+        return str(rng.randint(0, 10**6))
+    if data_type == "boolean":
+        return rng.choice(["true", "false"])
+    if data_type == "ownerlookup":
+        return str(5725767000000411001 + rng.randint(0, 50))
+    if data_type == "email":
+        return f"{rng.choice(NAMES).lower()}.{rng.randint(1, 999)}@example.com"
+    if data_type == "textarea":
+        if rng.random() < 0.5:
+            return ""
+        lines = [_text(rng, rng.randint(1, 4)) for _ in range(rng.randint(1, 2))]
+        if rng.random() < 0.3:
+            lines.append(f'she said "{rng.choice(WORDS)}, {rng.choice(WORDS)}"')
+        return rng.choice(["\n", "\r\n"]).join(lines)
+    if name in ("City", "Company"):
+        return rng.choice(CITIES) + rng.choice(["", " GmbH", ", Inc.", ' "Group"'])
+    if name in ("First_Name", "Last_Name"):
+        return rng.choice(NAMES)
+    return _text(rng, 1) if rng.random() < 0.6 else ""
+
+
+def _quote(value: str) -> str:
+    if any(c in value for c in ',"\r\n'):
+        return '"' + value.replace('"', '""') + '"'
+    return value
+
+
+def build_zip(directory: Path, records: int) -> Path:
+    """A deterministic page of ``records`` rows x 40 columns (Id first), zipped as ``<job id>.csv``."""
+    rng = random.Random(records)
+    templates = [
+        ",".join(_quote(_value(rng, name, data_type)) for name, data_type in FIELDS).encode() + b"\r\n"
+        for _ in range(TEMPLATES)
+    ]
+    job_id = f"57257670000{records:08d}"
+    path = directory / f"{job_id}.zip"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
+        with archive.open(f"{job_id}.csv", "w", force_zip64=True) as member:
+            member.write(("Id," + ",".join(name for name, _ in FIELDS) + "\r\n").encode())
+            chunk: list[bytes] = []
+            for i in range(records):
+                chunk.append(b"%d," % (5725767000001000000 + i * 7) + templates[(i * 7919) % TEMPLATES])
+                if len(chunk) == 10_000:
+                    member.write(b"".join(chunk))
+                    chunk.clear()
+            member.write(b"".join(chunk))
+    return path
+
+
+def metadata_file(directory: Path) -> Path:
+    path = directory / "fields.json"
+    fields = [{"api_name": "id", "data_type": "bigint"}]
+    fields += [{"api_name": name, "data_type": data_type} for name, data_type in FIELDS]
+    path.write_text(json.dumps({"fields": fields}))
+    return path
+
+
+OURS = """
+import json, resource, sys, time
+from pathlib import Path
+from zoho_crm.validation import validate_page
+zip_path, out, meta, count = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4])
+metadata = json.loads(meta.read_text())
+start = time.perf_counter()
+report = validate_page(zip_path, out, job_id=zip_path.stem, file_type="csv", field_metadata=metadata,
+                       expected_count=count)
+wall = time.perf_counter() - start
+print(json.dumps({"wall": wall, "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                  "valid": report.valid, "errors": [str(e) for e in report.errors[:5]],
+                  "records": report.records, "timings": report.timings}))
+"""
+
+NAIVE = """
+import json, resource, sys, time
+import pandas
+start = time.perf_counter()
+frame = pandas.read_csv(sys.argv[1], dtype=str)
+wall = time.perf_counter() - start
+print(json.dumps({"wall": wall, "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                  "records": len(frame)}))
+"""
+
+
+def run_child(code: str, *args: str) -> dict:
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "plugins")}
+    done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, check=False, env=env)
+    if done.returncode:
+        raise SystemExit(f"bench child failed:\n{done.stderr}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--records", default="20000,200000,1000000")
+    args = parser.parse_args()
+    sizes = [int(n) for n in args.records.split(",")]
+    failures: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="bench-validation-") as tmp:
+        directory = Path(tmp)
+        meta = metadata_file(directory)
+        print(f"{'records':>9} {'CSV MB':>7} {'zip MB':>7} {'ours s':>7} {'ours RSS':>9} "
+              f"{'pandas s':>9} {'pandas RSS':>11} {'wall ratio':>11} {'RSS ratio':>10}")
+        for records in sizes:
+            zip_path = build_zip(directory, records)
+            with zipfile.ZipFile(zip_path) as archive:
+                csv_mb = archive.infolist()[0].file_size / 2**20
+            ours = run_child(OURS, str(zip_path), str(directory / f"out-{records}"), str(meta), str(records))
+            if not ours["valid"] or ours["records"] != records:
+                failures.append(f"{records}: our validation did not pass: {ours['errors']}")
+            naive = run_child(NAIVE, str(zip_path)) if records <= PANDAS_MAX_RECORDS else None
+            row = f"{records:>9} {csv_mb:>7.1f} {zip_path.stat().st_size / 2**20:>7.1f} {ours['wall']:>7.2f} " \
+                  f"{ours['rss_mb']:>6.1f} MB"
+            if naive:
+                wall_ratio, rss_ratio = ours["wall"] / naive["wall"], ours["rss_mb"] / naive["rss_mb"]
+                row += f" {naive['wall']:>9.2f} {naive['rss_mb']:>8.1f} MB {wall_ratio:>11.2f} {rss_ratio:>10.2f}"
+            else:
+                row += f" {'-':>9} {'-':>11} {'-':>11} {'-':>10}"
+            print(row, flush=True)
+            print(f"{'':>9} our timings: " + ", ".join(f"{k} {v:.2f}s" for k, v in ours["timings"].items()),
+                  flush=True)
+            if records == TARGET_RECORDS:
+                if ours["rss_mb"] >= RSS_LIMIT_MB:
+                    failures.append(f"200k peak RSS {ours['rss_mb']:.1f} MB, target < {RSS_LIMIT_MB:.0f} MB")
+                if naive and ours["wall"] > WALL_RATIO_LIMIT * naive["wall"]:
+                    failures.append(f"200k wall ratio {ours['wall'] / naive['wall']:.2f}, target <= {WALL_RATIO_LIMIT}")
+            zip_path.unlink()
+    for failure in failures:
+        print(f"MISSED: {failure}", file=sys.stderr)
+    print("targets met" if not failures else "targets MISSED")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,18 @@
+"""Airflow DAG: Zoho CRM Bulk Read export, the manual / UI entry point (trigger it with the Params form).
+
+Scheduled per-module exports are built from include/zoho_crm_exports.json by zoho_crm_scheduled_exports.py.
+"""
+
+from zoho_crm.export_dag import build_export_dag, load_export_config
+
+_config = load_export_config()
+
+dag = build_export_dag(
+    "zoho_crm_bulk_read",
+    module="Leads",
+    schedule=None,
+    pool=_config["pool"],
+    zoho_conn_id=_config["zoho_conn_id"],
+    custom_modules=_config["custom_modules"],
+    tags=["manual"],
+)

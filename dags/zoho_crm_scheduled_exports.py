@@ -1,0 +1,20 @@
+"""Airflow DAGs: one scheduled, incremental export DAG per entry of include/zoho_crm_exports.json (zoho_crm_<module>_<type>)."""
+
+from zoho_crm.export_dag import build_export_dag, load_export_config
+
+_config = load_export_config()
+
+for _entry in _config["exports"]:
+    _dag_id = f"zoho_crm_{_entry['module'].lower()}_{_entry['file_type']}"
+    globals()[_dag_id] = build_export_dag(
+        _dag_id,
+        module=_entry["module"],
+        fields=_entry.get("fields") or [],
+        file_type=_entry["file_type"],
+        schedule=_entry["schedule"],
+        catchup=_entry.get("catchup", False),
+        pool=_config["pool"],
+        zoho_conn_id=_config["zoho_conn_id"],
+        custom_modules=_config["custom_modules"],
+        tags=["scheduled"],
+    )

@@ -1,0 +1,70 @@
+"""`make airflow`: the simulator plus `airflow standalone`, to trigger the export from the UI's form.
+
+Ctrl-C stops every component: standalone runs in its own process group, which is signalled as a whole.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from include.airflow_stack import AIRFLOW_BIN, REPO_ROOT, free_port
+from include.local_setup import DEMO_SIMULATOR_OPTIONS, simulator_connection
+from include.zoho_simulator.process import SimulatorProcess
+
+
+def main() -> int:
+    home = Path(os.environ.get("AIRFLOW_HOME") or REPO_ROOT / ".airflow")
+    home.mkdir(parents=True, exist_ok=True)
+    passwords = home / "passwords.json"
+    if not passwords.exists():
+        passwords.write_text(json.dumps({"admin": "admin"}))
+    port = int(os.environ.get("AIRFLOW_PORT") or free_port())
+    with SimulatorProcess(**DEMO_SIMULATOR_OPTIONS) as sim:
+        env = {
+            **os.environ,
+            **simulator_connection(sim),
+            "AIRFLOW_HOME": str(home),
+            "PYTHONPATH": os.pathsep.join([str(REPO_ROOT / "plugins"), str(REPO_ROOT)]),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "dags"),
+            "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO_ROOT / "plugins"),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
+            "AIRFLOW__API__PORT": str(port),
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://localhost:{port}/execution/",
+            "ZOHO_EXPORT_DIR": os.environ.get("ZOHO_EXPORT_DIR") or str(REPO_ROOT / "output"),
+        }
+        subprocess.run([AIRFLOW_BIN, "db", "migrate"], env=env, check=True, stdout=subprocess.DEVNULL)
+        subprocess.run([AIRFLOW_BIN, "pools", "import", str(REPO_ROOT / "include" / "pools.json")], env=env,
+                       check=True)
+        print(f"Zoho simulator: {sim.url}\nAirflow UI: http://localhost:{port}  (login admin / admin)\n"
+              "Trigger 'zoho_crm_bulk_read' from the UI's form. Ctrl-C stops everything.", flush=True)
+        standalone = subprocess.Popen([AIRFLOW_BIN, "standalone"], env=env, start_new_session=True)
+        try:
+            return standalone.wait()
+        except KeyboardInterrupt:
+            return 0
+        finally:
+            _stop_group(standalone)
+
+
+def _stop_group(proc: subprocess.Popen) -> None:
+    for sig, wait in ((signal.SIGTERM, 30), (signal.SIGKILL, 10)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,25 @@
+"""Zoho's error answers: ``{"code", "details", "message", "status": "error"}`` with their HTTP statuses."""
+
+from __future__ import annotations
+
+from typing import Any
+
+HTTP_STATUS = {
+    "INVALID_URL_PATTERN": 404, "RESOURCE_NOT_FOUND": 404, "OAUTH_SCOPE_MISMATCH": 401, "INVALID_TOKEN": 401,
+    "AUTHENTICATION_FAILURE": 401, "NO_PERMISSION": 403, "MEDIA_TYPE_NOT_SUPPORTED": 415,
+    "TOO_MANY_REQUESTS": 429, "INTERNAL_ERROR": 500,
+}
+
+
+class ZohoError(Exception):
+    """An error answer; HTTP status from the code (400 unless listed in HTTP_STATUS)."""
+
+    def __init__(self, code: str, message: str, details: dict[str, Any] | None = None, status: int | None = None):
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+        self.details = details or {}
+        self.status = status or HTTP_STATUS.get(code, 400)
+
+    def body(self) -> dict[str, Any]:
+        return {"code": self.code, "details": self.details, "message": self.message, "status": "error"}

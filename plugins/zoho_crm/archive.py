@@ -1,0 +1,153 @@
+"""Safe extraction of the single member of a Bulk Read result zip.
+
+The member is streamed to a temporary file in the destination directory and renamed into place only when
+it is complete and its CRC checked, so nothing is left behind on any error and memory stays flat.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+import struct
+import tempfile
+import zipfile
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+FILE_TYPES = ("csv", "ics")
+CHUNK_BYTES = 1 << 20
+# Tiny members compress extremely well without being dangerous; ratios are judged past this size.
+RATIO_MIN_BYTES = 1 << 20
+
+
+class ArchiveError(Exception):
+    """The result archive cannot be used."""
+
+
+class UnsafeArchiveError(ArchiveError):
+    """The archive is refused for safety: bad names, links, encryption, size or ratio, member count, type."""
+
+
+class CorruptArchiveError(ArchiveError):
+    """The archive is unreadable: not a zip, truncated, or failing its CRC."""
+
+
+@dataclass
+class ExtractedPage:
+    """The extracted member: final path, name inside the zip, size in bytes, SHA-256, warnings."""
+
+    path: Path
+    member_name: str
+    size: int
+    sha256: str
+    warnings: list[str] = field(default_factory=list)
+
+
+def extract_page(
+    zip_path: Path,
+    dest_dir: Path,
+    *,
+    job_id: str | None,
+    file_type: str,
+    max_member_bytes: int = 4 * 2**30,
+    max_ratio: float = 200.0,
+) -> ExtractedPage:
+    """Extract the only member of ``zip_path`` to ``dest_dir/<member basename>`` after safety checks."""
+    if file_type not in FILE_TYPES:
+        raise ValueError(f"file_type must be one of {FILE_TYPES}, got {file_type!r}")
+    zip_path, dest_dir = Path(zip_path), Path(dest_dir)
+    try:
+        with zipfile.ZipFile(zip_path) as archive:
+            info = _check_member(archive, zip_path, file_type, max_member_bytes, max_ratio)
+            warnings = []
+            expected = f"{job_id}.{file_type}"
+            if job_id is not None and info.filename != expected:
+                warnings.append(f"member is named {info.filename!r}, expected {expected!r}")
+            dest_dir.mkdir(parents=True, exist_ok=True)
+            final = dest_dir / PurePosixPath(info.filename).name
+            size, digest = _stream_member(archive, info, final, max_member_bytes, max_ratio, zip_path)
+    except (zipfile.BadZipFile, EOFError, zlib.error, struct.error) as exc:
+        raise CorruptArchiveError(
+            f"{zip_path}: corrupt or truncated zip ({exc}); download the page again"
+        ) from exc
+    except NotImplementedError as exc:
+        raise UnsafeArchiveError(f"{zip_path}: unsupported zip feature ({exc})") from exc
+    return ExtractedPage(final, info.filename, size, digest, warnings)
+
+
+def _check_member(
+    archive: zipfile.ZipFile, zip_path: Path, file_type: str, max_member_bytes: int, max_ratio: float
+) -> zipfile.ZipInfo:
+    members = archive.infolist()
+    if len(members) != 1:
+        names = ", ".join(repr(m.filename) for m in members[:5]) or "none"
+        raise UnsafeArchiveError(
+            f"{zip_path}: expected exactly one member, found {len(members)} ({names}); "
+            "a Bulk Read result holds one file"
+        )
+    info = members[0]
+    name = info.filename
+    refuse = f"{zip_path}: member {name!r} refused: "
+    parts = name.replace("\\", "/").split("/")
+    if name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":"):
+        raise UnsafeArchiveError(refuse + "absolute path")
+    if ".." in parts:
+        raise UnsafeArchiveError(refuse + "path traversal ('..' component)")
+    if info.is_dir() or not parts[-1]:
+        raise UnsafeArchiveError(refuse + "a directory, not a file")
+    mode = info.external_attr >> 16
+    if stat.S_ISLNK(mode):
+        raise UnsafeArchiveError(refuse + "a symbolic link")
+    if stat.S_IFMT(mode) and not stat.S_ISREG(mode):
+        raise UnsafeArchiveError(refuse + f"not a regular file (mode {oct(mode)})")
+    if info.flag_bits & 0x1:
+        raise UnsafeArchiveError(refuse + "encrypted")
+    if PurePosixPath(parts[-1]).suffix.lower() != f".{file_type}":
+        raise UnsafeArchiveError(refuse + f"wrong extension for file_type {file_type!r} (expected .{file_type})")
+    if info.file_size > max_member_bytes:
+        raise UnsafeArchiveError(
+            refuse + f"declared size {info.file_size} bytes exceeds the cap of {max_member_bytes} bytes"
+        )
+    if info.file_size > RATIO_MIN_BYTES and info.file_size > max_ratio * max(info.compress_size, 1):
+        raise UnsafeArchiveError(
+            refuse + f"compression ratio {info.file_size / max(info.compress_size, 1):.0f} exceeds "
+            f"{max_ratio:.0f} (zip bomb?)"
+        )
+    return info
+
+
+def _stream_member(
+    archive: zipfile.ZipFile,
+    info: zipfile.ZipInfo,
+    final: Path,
+    max_member_bytes: int,
+    max_ratio: float,
+    zip_path: Path,
+) -> tuple[int, str]:
+    """Copy the member to a temp file beside ``final`` enforcing caps while streaming; rename on success."""
+    ratio_cap = max(RATIO_MIN_BYTES, max_ratio * max(info.compress_size, 1))
+    digest = hashlib.sha256()
+    size = 0
+    fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=f".{final.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as out, archive.open(info) as member:
+            while chunk := member.read(CHUNK_BYTES):
+                size += len(chunk)
+                if size > max_member_bytes:
+                    raise UnsafeArchiveError(
+                        f"{zip_path}: member {info.filename!r} refused: more than {max_member_bytes} bytes when extracted"
+                    )
+                if size > ratio_cap:
+                    raise UnsafeArchiveError(
+                        f"{zip_path}: member {info.filename!r} refused: expands past {max_ratio:.0f} times its "
+                        "compressed size (zip bomb?)"
+                    )
+                digest.update(chunk)
+                out.write(chunk)
+        os.replace(tmp, final)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return size, digest.hexdigest()

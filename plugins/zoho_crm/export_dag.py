@@ -1,0 +1,224 @@
+"""Build the export DAG: resolve query -> create job -> wait (deferred) -> every page -> download (pool)
+-> unzip -> validate -> manifest. DAG files only call :func:`build_export_dag`."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pendulum
+from airflow.sdk import DAG, AssetAlias, Context, CronDataIntervalTimetable, Param, get_current_context, task
+from airflow.sdk.exceptions import AirflowFailException
+
+from zoho_crm.bulk_read_query import InvalidBulkReadQuery
+from zoho_crm.errors import ZohoError
+from zoho_crm.export_layout import final_dir, staging_dir
+from zoho_crm.export_request import resolve_export
+from zoho_crm.export_steps import DOWNLOADS_SUBDIR, ExportStepError, publish_export, unzip_page, validate_page
+from zoho_crm.hooks.zoho_crm import ZohoCRMHook
+from zoho_crm.modules import FIELDS_READ_SCOPE, SEED_MODULES
+from zoho_crm.operators.bulk_read import ZohoBulkReadOperator
+from zoho_crm.operators.download import ZohoBulkReadDownloadOperator
+from zoho_crm.operators.pages import ZohoBulkReadPagesOperator
+from zoho_crm.sensors.bulk_read_job import ZohoBulkReadJobSensor
+
+DEFAULT_POOL = "zoho_crm_downloads"
+EXPORTS_ALIAS = AssetAlias("zoho-crm-exports")
+CONFIG_PATH = Path(__file__).resolve().parents[2] / "include" / "zoho_crm_exports.json"
+
+
+def load_export_config(path: Path = CONFIG_PATH) -> dict[str, Any]:
+    """Read ``include/zoho_crm_exports.json`` (custom modules, pool, scheduled exports)."""
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def module_asset_uri(module: str) -> str:
+    """The Asset a module's export updates: downstream DAGs can be scheduled on it."""
+    return f"zoho-crm://{module}"
+
+
+def export_params(module: str, fields: list[str], file_type: str, custom_modules: list[str]) -> dict[str, Param]:
+    """The trigger form: what the UI renders and checks before a run is created."""
+    return {
+        "module": Param(
+            module,
+            type="string",
+            minLength=1,
+            pattern=r"^[A-Za-z][A-Za-z0-9_]*$",
+            examples=[*SEED_MODULES, *custom_modules],
+            title="Module",
+            description="Module API name (pick one, or type a custom module's API name listed in "
+            "include/zoho_crm_exports.json).",
+        ),
+        "fields": Param(
+            fields,
+            type="array",
+            items={"type": "string", "pattern": r"^[A-Za-z][A-Za-z0-9_.]*$"},
+            uniqueItems=True,
+            title="Fields",
+            description="Field API names, in the CSV's order. Empty = all fields. Must be empty for ICS.",
+        ),
+        "file_type": Param(
+            file_type, type="string", enum=["csv", "ics"], title="File type", description="ics: Events only."
+        ),
+        "criteria": Param(
+            None,
+            type=["null", "object"],
+            title="Criteria (JSON)",
+            description='Optional Zoho criteria, e.g. {"field": {"api_name": "Lead_Status"}, '
+            '"comparator": "equal", "value": "Contacted"}.',
+        ),
+        "cvid": Param(None, type=["null", "string"], pattern=r"^[0-9]*$", title="Custom view id"),
+        "modified_from": Param(
+            None, type=["null", "string"], format="date-time", title="Modified from",
+            description="Time range override (with Modified to): export records modified in [from, to).",
+        ),
+        "modified_to": Param(None, type=["null", "string"], format="date-time", title="Modified to"),
+    }
+
+
+def _fail_fast(err: Exception) -> AirflowFailException:
+    return AirflowFailException(str(err))
+
+
+def build_export_dag(
+    dag_id: str,
+    *,
+    module: str = "Leads",
+    fields: list[str] | None = None,
+    file_type: str = "csv",
+    schedule: str | None = "@daily",  # cron or preset; runs cover [data_interval_start, data_interval_end)
+    start_date: datetime | None = None,
+    catchup: bool = False,
+    pool: str = DEFAULT_POOL,
+    zoho_conn_id: str = "zoho_crm_default",
+    custom_modules: list[str] | None = None,
+    poll_interval: float = 5,
+    sensor_timeout: float = 6 * 3600,
+    tags: list[str] | None = None,
+    description: str | None = None,
+) -> DAG:
+    """Return the export DAG for one module's defaults (the Params let a manual run choose another)."""
+    custom = tuple(custom_modules or ())
+    with DAG(
+        dag_id,
+        schedule=CronDataIntervalTimetable(schedule, timezone="UTC") if schedule else None,
+        start_date=start_date or pendulum.datetime(2026, 1, 1, tz="UTC"),
+        catchup=catchup,
+        params=export_params(module, list(fields or []), file_type, list(custom)),
+        default_args={"retries": 2, "retry_delay": timedelta(seconds=30)},
+        tags=["zoho-crm", *(tags or [])],
+        description=description or f"Export Zoho CRM {module} with Bulk Read, validated, page by page.",
+        doc_md=__doc__,
+        max_active_tasks=32,
+    ) as dag:
+
+        @task(multiple_outputs=True, retries=0)
+        def resolve_query(**context: Any) -> dict[str, Any]:
+            """Check the Params and build the query before any Zoho call; fail at once on bad input."""
+            run = context["dag_run"]
+            try:
+                query = resolve_export(
+                    dict(context["params"]),
+                    run_type=str(getattr(run.run_type, "value", run.run_type)),
+                    run_id=run.run_id,
+                    interval_start=context.get("data_interval_start"),
+                    interval_end=context.get("data_interval_end"),
+                    custom_modules=custom,
+                )
+            except InvalidBulkReadQuery as err:
+                raise _fail_fast(err) from None
+            query["staging_dir"] = str(staging_dir(query["module"], query["run_key"], run.run_id))
+            query["final_dir"] = str(final_dir(query["module"], query["run_key"]))
+            query["download_dir"] = str(Path(query["staging_dir"]) / DOWNLOADS_SUBDIR)
+            return query
+
+        @task
+        def field_metadata(query: dict[str, Any]) -> list[dict] | None:
+            """The module's field metadata for type checks (CSV only; without the scope, checks are skipped)."""
+            if query["file_type"] != "csv":
+                return None
+            try:
+                return ZohoCRMHook(zoho_conn_id).get_field_metadata(query["module"])
+            except ZohoError as err:
+                if err.code != "OAUTH_SCOPE_MISMATCH":
+                    raise
+                get_current_context()["ti"].log.warning(
+                    "No %s scope: CSV types are not checked (%s).", FIELDS_READ_SCOPE, err.code
+                )
+                return None
+
+        @task(retries=0)
+        def unzip(download: dict[str, Any], query: dict[str, Any]) -> dict[str, Any]:
+            try:
+                return unzip_page(download, Path(query["staging_dir"]))
+            except ExportStepError as err:
+                raise _fail_fast(err) from None
+
+        @task(retries=0)
+        def validate(page: dict[str, Any], query: dict[str, Any], metadata: list[dict] | None) -> dict[str, Any]:
+            try:
+                return validate_page(page, fields=query["fields"], field_metadata=metadata)
+            except ExportStepError as err:
+                raise _fail_fast(err) from None
+
+        @task(outlets=[EXPORTS_ALIAS])
+        def manifest(query: dict[str, Any], pages: list[dict[str, Any]], **context: Context) -> dict[str, Any]:
+            """Write manifest.json, publish the export atomically and update the module's Asset."""
+            from airflow.sdk import Asset
+
+            summary = publish_export(
+                query,
+                list(pages),
+                staging=Path(query["staging_dir"]),
+                final=Path(query["final_dir"]),
+                run_id=context["dag_run"].run_id,
+            )
+            context["outlet_events"][EXPORTS_ALIAS].add(
+                Asset(module_asset_uri(query["module"])),
+                extra={"manifest": summary["manifest"], "records": summary["record_count"]},
+            )
+            get_current_context()["ti"].log.info(
+                "Exported %s: %d record(s) in %d page(s) -> %s",
+                query["module"], summary["record_count"], summary["page_count"], summary["manifest"],
+            )
+            return {key: summary[key] for key in ("module", "run_key", "path", "manifest", "record_count",
+                                                  "page_count", "job_ids", "valid")}
+
+        query = resolve_query()
+        metadata = field_metadata(query)
+        create_job = ZohoBulkReadOperator(
+            task_id="create_job",
+            zoho_conn_id=zoho_conn_id,
+            module=query["module"],
+            fields=query["fields"],
+            criteria=query["criteria"],
+            cvid=query["cvid"],
+            file_type=query["file_type"],
+        )
+        wait_for_job = ZohoBulkReadJobSensor(
+            task_id="wait_for_job",
+            zoho_conn_id=zoho_conn_id,
+            job_id="{{ ti.xcom_pull(task_ids='create_job')['job_id'] }}",
+            poll_interval=poll_interval,
+            timeout=sensor_timeout,
+            deferrable=True,
+        )
+        pages = ZohoBulkReadPagesOperator(
+            task_id="follow_pages",
+            zoho_conn_id=zoho_conn_id,
+            first_page=wait_for_job.output,
+            query=query,
+            poll_interval=poll_interval,
+            page_timeout=sensor_timeout,
+        )
+        downloads = ZohoBulkReadDownloadOperator.partial(
+            task_id="download", zoho_conn_id=zoho_conn_id, pool=pool, output_dir=query["download_dir"]
+        ).expand(job=pages.output)
+        extracted = unzip.partial(query=query).expand(download=downloads.output)
+        checked = validate.partial(query=query, metadata=metadata).expand(page=extracted)
+        create_job >> wait_for_job
+        manifest(query, checked)
+    return dag

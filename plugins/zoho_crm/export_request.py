@@ -1,0 +1,110 @@
+"""Turn a DAG run (its Params and data interval) into a checked Bulk Read query, before any Zoho call.
+
+Pure code: no Airflow, no HTTP. The DAG's first task calls :func:`resolve_export`; everything Zoho would reject
+(unknown module, ICS for a module other than Events, fields with ICS, malformed criteria) is refused here with a
+message that says what to change.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from zoho_crm.bulk_read_query import InvalidBulkReadQuery, build_bulk_read_body
+from zoho_crm.export_layout import INTERVAL_RUN_TYPES, run_key
+from zoho_crm.modules import SEED_MODULES, api_name
+
+TIME_FIELD = "Modified_Time"
+
+
+def zoho_datetime(value: datetime | str) -> str:
+    """ISO 8601 without milliseconds, with an offset, as Zoho's criteria want (``2026-11-01T00:00:00+00:00``)."""
+    moment = datetime.fromisoformat(value.replace("Z", "+00:00")) if isinstance(value, str) else value
+    if moment.tzinfo is None:
+        raise InvalidBulkReadQuery(f"time {value!r} has no offset: add one, e.g. 2026-11-01T00:00:00+00:00.")
+    return moment.astimezone(UTC).replace(microsecond=0).isoformat()
+
+
+def time_range_criteria(start: str, end: str) -> dict[str, Any]:
+    """``Modified_Time >= start and < end``."""
+    return {
+        "group_operator": "and",
+        "group": [
+            {"field": {"api_name": TIME_FIELD}, "comparator": "greater_equal", "value": start},
+            {"field": {"api_name": TIME_FIELD}, "comparator": "less_than", "value": end},
+        ],
+    }
+
+
+def _known_module(module: str, custom_modules: tuple[str, ...]) -> str:
+    if not isinstance(module, str) or not module.strip():
+        raise InvalidBulkReadQuery("module is empty: choose a module, e.g. Leads.")
+    name = api_name(module)
+    if name not in SEED_MODULES and name not in custom_modules:
+        raise InvalidBulkReadQuery(
+            f"unknown module {module!r}: use one of {', '.join(SEED_MODULES)}, or add the custom module's API "
+            "name to custom_modules in include/zoho_crm_exports.json."
+        )
+    return name
+
+
+def _time_range(params: dict[str, Any], run_type: str, start: Any, end: Any) -> tuple[str, str] | None:
+    override = params.get("modified_from"), params.get("modified_to")
+    if any(override):
+        if not all(override):
+            raise InvalidBulkReadQuery("give both modified_from and modified_to, or neither.")
+        begin, finish = (zoho_datetime(v) for v in override)
+    elif run_type in INTERVAL_RUN_TYPES and start and end:
+        begin, finish = zoho_datetime(start), zoho_datetime(end)
+    else:
+        return None
+    if datetime.fromisoformat(begin) >= datetime.fromisoformat(finish):
+        raise InvalidBulkReadQuery(f"the time range {begin} .. {finish} is empty: the start must be before the end.")
+    return begin, finish
+
+
+def resolve_export(
+    params: dict[str, Any],
+    *,
+    run_type: str,
+    run_id: str,
+    interval_start: datetime | None,
+    interval_end: datetime | None,
+    custom_modules: tuple[str, ...] = (),
+    api_version: str = "v8",
+) -> dict[str, Any]:
+    """Return the export's query (module, fields, file_type, criteria, cvid), time range and run key.
+
+    Scheduled and backfill runs export ``Modified_Time`` in their data interval; a manual run exports everything
+    unless ``modified_from``/``modified_to`` are given. Raises :class:`InvalidBulkReadQuery` on bad input.
+    """
+    module = _known_module(params.get("module", ""), custom_modules)
+    criteria = params.get("criteria") or None
+    if isinstance(criteria, str):
+        try:
+            criteria = json.loads(criteria) if criteria.strip() else None
+        except ValueError as err:
+            raise InvalidBulkReadQuery(f"criteria is not valid JSON ({err}): give a JSON object.") from None
+    time_range = _time_range(params, run_type, interval_start, interval_end)
+    if time_range:
+        window = time_range_criteria(*time_range)
+        criteria = {"group_operator": "and", "group": [criteria, window]} if criteria else window
+    body = build_bulk_read_body(
+        module,
+        fields=params.get("fields") or None,
+        criteria=criteria,
+        cvid=params.get("cvid") or None,
+        file_type=params.get("file_type") or "csv",
+        api_version=api_version,
+    )
+    query = body["query"]
+    return {
+        "module": module,
+        "fields": query.get("fields", []),
+        "file_type": body["file_type"],
+        "criteria": query.get("criteria"),
+        "cvid": query.get("cvid"),
+        "time_range": list(time_range) if time_range else None,
+        "run_key": run_key(run_type, run_id, interval_start, interval_end),
+    }

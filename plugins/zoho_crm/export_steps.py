@@ -1,0 +1,129 @@
+"""The export's file steps after download: unzip a page, validate it, write the manifest and publish.
+
+Plain functions (no Airflow): the DAG's tasks call them, tests can too. Bad data raises
+:class:`ExportStepError` with a summary of the first problems and where the files are kept for inspection.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from zoho_crm.archive import ArchiveError, extract_page
+from zoho_crm.export_layout import page_dir_name, publish
+from zoho_crm.validation import validate_csv, validate_ics
+
+EXPORT_SUBDIR = "export"
+DOWNLOADS_SUBDIR = "downloads"
+REPORT_NAME = "report.json"
+MANIFEST_NAME = "manifest.json"
+
+
+class ExportStepError(Exception):
+    """A page that cannot be published: unsafe archive or invalid data (the message says which and where)."""
+
+
+def write_json_atomic(path: Path, payload: Any) -> None:
+    """Write JSON to a temporary file beside ``path``, then rename it into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(payload, handle, indent=2, sort_keys=True, default=str)
+            handle.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def unzip_page(download: dict[str, Any], staging: Path) -> dict[str, Any]:
+    """Extract a downloaded page into ``staging/export/page_NNNN/``; return the page record for validation."""
+    page_dir = staging / EXPORT_SUBDIR / page_dir_name(int(download["page"]))
+    page_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        extracted = extract_page(
+            Path(download["path"]), page_dir, job_id=download["job_id"], file_type=download["file_type"]
+        )
+    except ArchiveError as err:
+        raise ExportStepError(
+            f"page {download['page']} (job {download['job_id']}): the downloaded archive {download['path']} was "
+            f"refused: {err}. It is kept for inspection; rerun the download task to fetch it again."
+        ) from err
+    return {
+        **download,
+        "extracted_path": str(extracted.path),
+        "extracted_sha256": extracted.sha256,
+        "extracted_size": extracted.size,
+        "member_name": extracted.member_name,
+        "archive_warnings": list(extracted.warnings),
+    }
+
+
+def validate_page(
+    page: dict[str, Any], *, fields: list[str] | None, field_metadata: list[dict] | None
+) -> dict[str, Any]:
+    """Validate an extracted page, write its ``report.json`` beside it, and raise if it is invalid."""
+    path = Path(page["extracted_path"])
+    if page["file_type"] == "ics":
+        report = validate_ics(path, expected_count=page.get("count"))
+    else:
+        report = validate_csv(
+            path, fields=fields or None, field_metadata=field_metadata, expected_count=page.get("count")
+        )
+    report.warnings.extend(page.get("archive_warnings", []))
+    report_path = path.parent / REPORT_NAME
+    report.write_json(report_path)
+    if not report.valid:
+        raise ExportStepError(
+            f"page {page['page']} (job {page['job_id']}) is invalid; files kept in {path.parent}:\n"
+            + report.summary()
+        )
+    return {
+        "page": int(page["page"]),
+        "job_id": page["job_id"],
+        "count": page.get("count"),
+        "records": report.records,
+        "zip_sha256": page.get("sha256"),
+        "file": str(path.relative_to(path.parent.parent)),
+        "sha256": page["extracted_sha256"],
+        "report": str(report_path.relative_to(path.parent.parent)),
+        "valid": True,
+        "warnings": len(report.warnings),
+    }
+
+
+def publish_export(
+    query: dict[str, Any], pages: list[dict[str, Any]], *, staging: Path, final: Path, run_id: str
+) -> dict[str, Any]:
+    """Write the manifest, move the export into its final place (replacing an older one) and clean up."""
+    ordered = sorted(pages, key=lambda page: page["page"])
+    numbers = [page["page"] for page in ordered]
+    if numbers != list(range(1, len(ordered) + 1)):
+        raise ExportStepError(f"pages {numbers} are not the complete sequence 1..{len(ordered)}: rerun the export.")
+    manifest = {
+        "module": query["module"],
+        "file_type": query["file_type"],
+        "fields": query.get("fields") or [],
+        "criteria": query.get("criteria"),
+        "time_range": query.get("time_range"),
+        "run_key": query["run_key"],
+        "run_id": run_id,
+        "pages": ordered,
+        "page_count": len(ordered),
+        "record_count": sum(page["records"] for page in ordered),
+        "job_ids": [page["job_id"] for page in ordered],
+        "valid": all(page["valid"] for page in ordered),
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    export = staging / EXPORT_SUBDIR
+    export.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(export / MANIFEST_NAME, manifest)
+    publish(export, final)
+    shutil.rmtree(staging, ignore_errors=True)
+    return {**manifest, "path": str(final), "manifest": str(final / MANIFEST_NAME)}

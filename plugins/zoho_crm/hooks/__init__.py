@@ -1,0 +1,1 @@
+"""Zoho CRM hook, connection config and shared OAuth token cache."""

@@ -1,0 +1,185 @@
+"""The ``zoho_crm_default`` connection: parsing, checks and the Zoho host tables per data centre/environment."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from zoho_crm.errors import ZohoConfigError
+
+DATA_CENTERS = ("us", "eu", "in", "au", "jp", "cn", "ca", "sa")
+ENVIRONMENTS = ("production", "sandbox", "developer")
+API_VERSIONS = tuple(f"v{n}" for n in range(2, 9))
+
+_API_DOMAIN_SUFFIX = {
+    "us": "zohoapis.com",
+    "eu": "zohoapis.eu",
+    "in": "zohoapis.in",
+    "au": "zohoapis.com.au",
+    "jp": "zohoapis.jp",
+    "cn": "zohoapis.com.cn",
+    "ca": "zohoapis.ca",
+    "sa": "zohoapis.sa",
+}
+_ENV_PREFIX = {"production": "www", "sandbox": "sandbox", "developer": "developer"}
+ACCOUNTS_URLS = {
+    "us": "https://accounts.zoho.com",
+    "eu": "https://accounts.zoho.eu",
+    "in": "https://accounts.zoho.in",
+    "au": "https://accounts.zoho.com.au",
+    "jp": "https://accounts.zoho.jp",
+    "cn": "https://accounts.zoho.com.cn",
+    "ca": "https://accounts.zohocloud.ca",
+    "sa": "https://accounts.zoho.sa",
+}
+
+CONNECTION_EXAMPLE = json.dumps(
+    {
+        "conn_type": "http",
+        "login": "<client id, e.g. 1000.ABC123>",
+        "password": "<client secret>",
+        "extra": {
+            "refresh_token": "<refresh token>",
+            "data_center": "us",
+            "environment": "production",
+            "api_version": "v8",
+        },
+    }
+)
+
+
+def api_domain_for(data_center: str, environment: str = "production") -> str:
+    """Zoho API host for a data centre and environment, e.g. ``https://sandbox.zohoapis.eu``."""
+    return f"https://{_ENV_PREFIX[environment]}.{_API_DOMAIN_SUFFIX[data_center]}"
+
+
+def _problem(conn_id: str, what: str) -> ZohoConfigError:
+    return ZohoConfigError(
+        f"Connection {conn_id!r}: {what}. A correct connection (e.g. AIRFLOW_CONN_{conn_id.upper()} as JSON) "
+        f"looks like {CONNECTION_EXAMPLE}",
+        code="CONNECTION_CONFIG",
+        resolution="Fix the connection and run the task again.",
+    )
+
+
+def _url(conn_id: str, name: str, value: Any) -> str | None:
+    if value in (None, ""):
+        return None
+    text = str(value).strip().rstrip("/")
+    if not text.startswith(("http://", "https://")):
+        raise _problem(conn_id, f"extra {name} {text!r} must be an http(s) URL like https://www.zohoapis.com")
+    return text
+
+
+def _positive(conn_id: str, name: str, value: Any, default: float) -> float:
+    if value in (None, ""):
+        return default
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = -1.0
+    if number <= 0:
+        raise _problem(conn_id, f"extra {name} must be a positive number, not {value!r}")
+    return number
+
+
+@dataclass(frozen=True)
+class ZohoConnectionConfig:
+    """Everything the hook needs from the connection; secrets are excluded from repr."""
+
+    conn_id: str
+    client_id: str
+    client_secret: str = field(repr=False)
+    refresh_token: str = field(repr=False)
+    data_center: str = "us"
+    environment: str = "production"
+    api_version: str = "v8"
+    api_domain_override: str | None = None
+    accounts_url_override: str | None = None
+    download_limit: int = 10
+    download_window_seconds: float = 60.0
+    token_cache_dir: str | None = None
+
+    @classmethod
+    def from_connection(cls, conn: Any) -> ZohoConnectionConfig:
+        """Build from an Airflow Connection; raise ZohoConfigError naming the missing or wrong piece."""
+        conn_id = getattr(conn, "conn_id", None) or "zoho_crm_default"
+        try:
+            extra = dict(conn.extra_dejson or {})
+        except Exception:
+            raise _problem(conn_id, "extra is not valid JSON") from None
+        if not conn.login:
+            raise _problem(conn_id, "login (the OAuth client id) is missing")
+        if not conn.password:
+            raise _problem(conn_id, "password (the OAuth client secret) is missing")
+        if not extra.get("refresh_token"):
+            raise _problem(conn_id, "extra refresh_token is missing")
+        data_center = str(extra.get("data_center") or "us").lower()
+        if data_center not in DATA_CENTERS:
+            raise _problem(conn_id, f"extra data_center {data_center!r} is unknown (use {', '.join(DATA_CENTERS)})")
+        environment = str(extra.get("environment") or "production").lower()
+        if environment not in ENVIRONMENTS:
+            raise _problem(
+                conn_id, f"extra environment {environment!r} is unknown (use {', '.join(ENVIRONMENTS)})"
+            )
+        api_version = str(extra.get("api_version") or "v8").lower()
+        if api_version not in API_VERSIONS:
+            raise _problem(conn_id, f"extra api_version {api_version!r} is unknown (use v2 ... v8)")
+        return cls(
+            conn_id=conn_id,
+            client_id=str(conn.login),
+            client_secret=str(conn.password),
+            refresh_token=str(extra["refresh_token"]),
+            data_center=data_center,
+            environment=environment,
+            api_version=api_version,
+            api_domain_override=_url(conn_id, "api_domain", extra.get("api_domain")),
+            accounts_url_override=_url(conn_id, "accounts_url", extra.get("accounts_url")),
+            download_limit=int(_positive(conn_id, "download_limit", extra.get("download_limit"), 10)),
+            download_window_seconds=_positive(
+                conn_id, "download_window_seconds", extra.get("download_window_seconds"), 60.0
+            ),
+            token_cache_dir=str(extra["token_cache_dir"]) if extra.get("token_cache_dir") else None,
+        )
+
+    @property
+    def default_api_domain(self) -> str:
+        """API host from the connection (override, else the data centre/environment table)."""
+        return self.api_domain_override or api_domain_for(self.data_center, self.environment)
+
+    @property
+    def accounts_url(self) -> str:
+        """OAuth accounts host (override, else the data centre table)."""
+        return self.accounts_url_override or ACCOUNTS_URLS[self.data_center]
+
+    @property
+    def token_url(self) -> str:
+        return f"{self.accounts_url}/oauth/v2/token"
+
+    @property
+    def cache_dir(self) -> Path:
+        """Token cache dir: extra token_cache_dir, else $ZOHO_CRM_TOKEN_CACHE_DIR, else $AIRFLOW_HOME/zoho_crm_token_cache."""
+        if self.token_cache_dir:
+            return Path(self.token_cache_dir).expanduser()
+        if os.environ.get("ZOHO_CRM_TOKEN_CACHE_DIR"):
+            return Path(os.environ["ZOHO_CRM_TOKEN_CACHE_DIR"]).expanduser()
+        airflow_home = os.environ.get("AIRFLOW_HOME") or os.path.expanduser("~/airflow")
+        return Path(airflow_home) / "zoho_crm_token_cache"
+
+    def api_base(self, token_api_domain: str | None = None) -> str:
+        """API host to call: the connection's override, else the token answer's api_domain, else the table."""
+        return self.api_domain_override or (token_api_domain or "").rstrip("/") or self.default_api_domain
+
+    def bulk_read_path(self, job_id: str | None = None, *, result: bool = False) -> str:
+        path = f"/crm/bulk/{self.api_version}/read"
+        if job_id is not None:
+            path += f"/{job_id}"
+        if result:
+            path += "/result"
+        return path
+
+    def fields_path(self) -> str:
+        return f"/crm/{self.api_version}/settings/fields"

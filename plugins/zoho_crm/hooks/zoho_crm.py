@@ -1,0 +1,398 @@
+"""ZohoCRMHook: OAuth (shared token cache), Bulk Read jobs, field metadata and the result download.
+
+Sync calls go through the HTTP provider's ``HttpHook`` (bound to a Zoho host, never sending the connection's
+credentials as basic auth or headers) with ``tenacity`` retries; async calls (the trigger) use aiohttp.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+import aiohttp
+import requests
+import tenacity
+from airflow.providers.http.hooks.http import HttpHook
+from airflow.sdk import BaseHook
+from airflow.sdk.log import mask_secret
+
+from zoho_crm.errors import ZohoAuthError, ZohoError, ZohoTransientError, error_from_response
+from zoho_crm.hooks.connection import ZohoConnectionConfig
+from zoho_crm.hooks.token_cache import AccessToken, TokenCache
+from zoho_crm.modules import FIELDS_READ_SCOPE
+
+T = TypeVar("T")
+
+
+class _ZohoHttpHook(HttpHook):
+    """HttpHook bound to one Zoho base URL; sessions carry only the headers we pass (no connection secrets)."""
+
+    def __init__(self, base_url: str, method: str, conn_id: str) -> None:
+        super().__init__(method=method, http_conn_id=conn_id)
+        self.base_url = base_url
+        self._base_url_initialized = True
+
+    def get_conn(
+        self, headers: dict[Any, Any] | None = None, extra_options: dict[str, Any] | None = None
+    ) -> requests.Session:
+        self.merged_extra = dict(extra_options or {})
+        session = requests.Session()
+        session.stream = bool(self.merged_extra.get("stream", False))
+        session.trust_env = True
+        session = self._configure_session_from_mount_adapters(session)
+        if headers:
+            session.headers.update(headers)
+        return session
+
+
+def _decode(response: requests.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return response.text
+
+
+def _is_json(content_type: str | None) -> bool:
+    return "json" in (content_type or "").lower()
+
+
+class ZohoCRMHook(BaseHook):
+    """Talk to Zoho CRM's Bulk Read API with the ``zoho_crm_default`` connection.
+
+    Connection: login = client id, password = client secret; extras refresh_token, data_center (us eu in au jp cn
+    ca sa), environment (production sandbox developer), api_version (v8), optional api_domain / accounts_url
+    overrides, download_limit, download_window_seconds, token_cache_dir. Conn type: ``http`` in the UI.
+
+    Retries (all calls except :meth:`open_download`): 429, 5xx, connection errors and timeouts with exponential
+    backoff (``retry_attempts``, ``retry_min_wait``..``retry_max_wait`` seconds). A 401 INVALID_TOKEN /
+    AUTHENTICATION_FAILURE invalidates the token, refreshes once and retries once. Other errors raise at once.
+    """
+
+    conn_name_attr = "zoho_conn_id"
+    default_conn_name = "zoho_crm_default"
+    conn_type = "http"
+    hook_name = "Zoho CRM"
+
+    def __init__(
+        self,
+        zoho_conn_id: str = default_conn_name,
+        *,
+        retry_attempts: int = 5,
+        retry_min_wait: float = 1.0,
+        retry_max_wait: float = 30.0,
+        timeout: float = 60.0,
+    ) -> None:
+        super().__init__()
+        self.zoho_conn_id = zoho_conn_id
+        self.retry_attempts = retry_attempts
+        self.retry_min_wait = retry_min_wait
+        self.retry_max_wait = retry_max_wait
+        self.timeout = timeout
+        self._config: ZohoConnectionConfig | None = None
+
+    # -- configuration -------------------------------------------------------------------------------------
+    @staticmethod
+    def _loaded(config: ZohoConnectionConfig) -> ZohoConnectionConfig:
+        mask_secret(config.client_secret)
+        mask_secret(config.refresh_token)
+        return config
+
+    @property
+    def config(self) -> ZohoConnectionConfig:
+        """The parsed connection (read once per hook)."""
+        if self._config is None:
+            self._config = self._loaded(
+                ZohoConnectionConfig.from_connection(self.get_connection(self.zoho_conn_id))
+            )
+        return self._config
+
+    async def aget_config(self) -> ZohoConnectionConfig:
+        """Async :attr:`config` (no sync connection read on the event loop)."""
+        if self._config is None:
+            conn = await self.aget_connection(self.zoho_conn_id)
+            self._config = self._loaded(ZohoConnectionConfig.from_connection(conn))
+        return self._config
+
+    def _token_cache(self, config: ZohoConnectionConfig) -> TokenCache:
+        return TokenCache(
+            config.cache_dir,
+            accounts_url=config.accounts_url,
+            client_id=config.client_id,
+            client_secret=config.client_secret,
+            refresh_token=config.refresh_token,
+        )
+
+    def _retrying(self) -> dict[str, Any]:
+        return {
+            "retry": tenacity.retry_if_exception(lambda exc: isinstance(exc, ZohoError) and exc.retryable),
+            "stop": tenacity.stop_after_attempt(self.retry_attempts),
+            "wait": tenacity.wait_exponential(multiplier=self.retry_min_wait, max=self.retry_max_wait),
+            "before_sleep": lambda state: self.log.warning(
+                "Zoho call failed (attempt %d of %d), retrying: %s",
+                state.attempt_number,
+                self.retry_attempts,
+                state.outcome.exception() if state.outcome else "",
+            ),
+            "reraise": True,
+        }
+
+    def _with_retries(self, call: Callable[[], T]) -> T:
+        return tenacity.Retrying(**self._retrying())(call)
+
+    async def _awith_retries(self, call: Callable[[], Awaitable[T]]) -> T:
+        return await tenacity.AsyncRetrying(**self._retrying())(call)
+
+    # -- OAuth ---------------------------------------------------------------------------------------------
+    @staticmethod
+    def _token_form(config: ZohoConnectionConfig) -> dict[str, str]:
+        return {
+            "refresh_token": config.refresh_token,
+            "client_id": config.client_id,
+            "client_secret": config.client_secret,
+            "grant_type": "refresh_token",
+        }
+
+    @staticmethod
+    def _access_token_from(status: int, answer: Any, requested_at: float) -> AccessToken:
+        if status != 200 or not isinstance(answer, dict) or "error" in answer or not answer.get("access_token"):
+            raise error_from_response(status, answer)
+        if "expires_in_sec" in answer:
+            lifetime = float(answer["expires_in_sec"])
+        else:
+            lifetime = float(answer.get("expires_in") or 3600)
+        token = str(answer["access_token"])
+        mask_secret(token)
+        domain = answer.get("api_domain")
+        if not (isinstance(domain, str) and domain.startswith(("http://", "https://"))):
+            domain = None
+        return AccessToken(token=token, issued_at=requested_at, expires_at=requested_at + lifetime, api_domain=domain)
+
+    def _fetch_token(self) -> AccessToken:
+        config = self.config
+
+        def attempt() -> AccessToken:
+            requested_at = time.time()
+            http = _ZohoHttpHook(config.accounts_url, "POST", self.zoho_conn_id)
+            try:
+                response = http.run(
+                    "/oauth/v2/token",
+                    data=self._token_form(config),
+                    extra_options={"check_response": False, "timeout": self.timeout},
+                )
+            except requests.RequestException as exc:
+                raise self._connection_error(exc, config.token_url) from None
+            return self._access_token_from(response.status_code, _decode(response), requested_at)
+
+        self.log.info("Requesting a Zoho access token from %s", config.token_url)
+        return self._with_retries(attempt)
+
+    async def _afetch_token(self) -> AccessToken:
+        config = await self.aget_config()
+
+        async def attempt() -> AccessToken:
+            requested_at = time.time()
+            try:
+                async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout)) as session:
+                    async with session.post(config.token_url, data=self._token_form(config)) as response:
+                        answer = await self._aread(response)
+                        return self._access_token_from(response.status, answer, requested_at)
+            except (TimeoutError, aiohttp.ClientError) as exc:
+                raise self._connection_error(exc, config.token_url) from None
+
+        self.log.info("Requesting a Zoho access token from %s", config.token_url)
+        return await self._awith_retries(attempt)
+
+    def _token(self) -> AccessToken:
+        return self._token_cache(self.config).get(self._fetch_token)
+
+    async def _atoken(self) -> AccessToken:
+        return await self._token_cache(await self.aget_config()).aget(self._afetch_token)
+
+    def get_access_token(self) -> str:
+        """A valid access token from the shared cache (refreshed under the cache lock when needed)."""
+        return self._token().token
+
+    async def aget_access_token(self) -> str:
+        """Async :meth:`get_access_token`."""
+        return (await self._atoken()).token
+
+    def invalidate_token(self, token: str) -> None:
+        """Drop ``token`` from the shared cache, only if the cache still holds that token."""
+        self._token_cache(self.config).invalidate(token)
+
+    async def ainvalidate_token(self, token: str) -> None:
+        """Async :meth:`invalidate_token`."""
+        await self._token_cache(await self.aget_config()).ainvalidate(token)
+
+    # -- sync calls ----------------------------------------------------------------------------------------
+    @staticmethod
+    def _connection_error(exc: BaseException, url: str) -> ZohoTransientError:
+        return ZohoTransientError(
+            f"{type(exc).__name__} while calling {url}",
+            code="CONNECTION",
+            details={"error": type(exc).__name__},
+        )
+
+    @staticmethod
+    def _auth_headers(token: str) -> dict[str, str]:
+        return {"Authorization": f"Zoho-oauthtoken {token}"}
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        token: AccessToken,
+        *,
+        params: dict[str, Any] | None = None,
+        json_body: dict[str, Any] | None = None,
+        module: str | None = None,
+        scopes: list[str] | None = None,
+    ) -> Any:
+        base = self.config.api_base(token.api_domain)
+        http = _ZohoHttpHook(base, method, self.zoho_conn_id)
+        kwargs: dict[str, Any] = {"json": json_body} if json_body is not None else {}
+        try:
+            response = http.run(
+                path,
+                data=params,
+                headers=self._auth_headers(token.token),
+                extra_options={"check_response": False, "timeout": self.timeout},
+                **kwargs,
+            )
+        except requests.RequestException as exc:
+            raise self._connection_error(exc, base + path) from None
+        answer = _decode(response)
+        if response.status_code >= 300:
+            raise error_from_response(response.status_code, answer, module=module, scopes=scopes)
+        return answer
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        refreshed = False
+
+        def attempt() -> Any:
+            nonlocal refreshed
+            token = self._token()
+            try:
+                return self._send(method, path, token, **kwargs)
+            except ZohoAuthError as err:
+                if not err.is_token_rejected or refreshed:
+                    raise
+                refreshed = True
+                self.log.warning("Zoho rejected the access token (%s): refreshing once and retrying", err.code)
+                self.invalidate_token(token.token)
+                return self._send(method, path, self._token(), **kwargs)
+
+        return self._with_retries(attempt)
+
+    @staticmethod
+    def _first(answer: Any, what: str) -> dict:
+        data = answer.get("data") if isinstance(answer, dict) else None
+        if not isinstance(data, list) or not data or not isinstance(data[0], dict):
+            raise ZohoTransientError(f"Unexpected answer for {what}: no data[0]", code="UNEXPECTED_ANSWER")
+        return data[0]
+
+    def create_bulk_read_job(self, body: dict) -> dict:
+        """POST a Bulk Read job; return its ``details`` (id, state, operation, created_by, created_time)."""
+        module = (body.get("query") or {}).get("module", {}).get("api_name")
+        answer = self._call("POST", self.config.bulk_read_path(), json_body=body, module=module)
+        first = self._first(answer, "create bulk read job")
+        if first.get("status") == "error":
+            raise error_from_response(400, first, module=module)
+        details = first.get("details") or {}
+        self.log.info("Created Zoho bulk read job %s for %s (state %s)", details.get("id"), module, details.get("state"))
+        return details
+
+    def get_bulk_read_job(self, job_id: str) -> dict:
+        """The job's details (``data[0]``: id, state, result, query, file_type ...)."""
+        return self._first(self._call("GET", self.config.bulk_read_path(str(job_id))), f"job {job_id}")
+
+    def get_field_metadata(self, module: str) -> list[dict]:
+        """The module's fields (``GET /crm/{v}/settings/fields?module=...``)."""
+        answer = self._call(
+            "GET", self.config.fields_path(), params={"module": module}, module=module, scopes=[FIELDS_READ_SCOPE]
+        )
+        fields = answer.get("fields") if isinstance(answer, dict) else None
+        if not isinstance(fields, list):
+            raise ZohoTransientError(f"Unexpected field metadata answer for {module}", code="UNEXPECTED_ANSWER")
+        return fields
+
+    @contextmanager
+    def open_download(self, job_id: str) -> Iterator[requests.Response]:
+        """ONE streamed GET of the job's result zip, no retries; the caller enforces the rate limit.
+
+        The token is made valid before the request. A JSON/error answer raises the matching ZohoError; connection
+        errors raise ZohoTransientError. The yielded response has the Authorization header removed.
+        """
+        config = self.config
+        token = self._token()
+        base = config.api_base(token.api_domain)
+        path = config.bulk_read_path(str(job_id), result=True)
+        http = _ZohoHttpHook(base, "GET", self.zoho_conn_id)
+        try:
+            response = http.run(
+                path,
+                headers=self._auth_headers(token.token),
+                extra_options={"check_response": False, "stream": True, "timeout": self.timeout},
+            )
+        except requests.RequestException as exc:
+            raise self._connection_error(exc, base + path) from None
+        for sent in (*response.history, response):
+            sent.request.headers.pop("Authorization", None)
+        try:
+            if response.status_code != 200 or _is_json(response.headers.get("Content-Type")):
+                try:
+                    answer = _decode(response)
+                except requests.RequestException as exc:
+                    raise self._connection_error(exc, base + path) from None
+                raise error_from_response(response.status_code, answer)
+            yield response
+        finally:
+            response.close()
+
+    # -- async calls (trigger) -----------------------------------------------------------------------------
+    @staticmethod
+    async def _aread(response: aiohttp.ClientResponse) -> Any:
+        text = await response.text()
+        try:
+            return await response.json(content_type=None) if text else text
+        except ValueError:
+            return text
+
+    async def _asend(self, method: str, path: str, token: AccessToken) -> Any:
+        config = await self.aget_config()
+        url = config.api_base(token.api_domain) + path
+        try:
+            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout)) as session:
+                async with session.request(method, url, headers=self._auth_headers(token.token)) as response:
+                    answer = await self._aread(response)
+                    status = response.status
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise self._connection_error(exc, url) from None
+        if status >= 300:
+            raise error_from_response(status, answer)
+        return answer
+
+    async def _acall(self, method: str, path: str) -> Any:
+        refreshed = False
+
+        async def attempt() -> Any:
+            nonlocal refreshed
+            token = await self._atoken()
+            try:
+                return await self._asend(method, path, token)
+            except ZohoAuthError as err:
+                if not err.is_token_rejected or refreshed:
+                    raise
+                refreshed = True
+                self.log.warning("Zoho rejected the access token (%s): refreshing once and retrying", err.code)
+                await self.ainvalidate_token(token.token)
+                return await self._asend(method, path, await self._atoken())
+
+        return await self._awith_retries(attempt)
+
+    async def aget_bulk_read_job(self, job_id: str) -> dict:
+        """Async :meth:`get_bulk_read_job` (aiohttp; file/lock work in threads)."""
+        config = await self.aget_config()
+        return self._first(await self._acall("GET", config.bulk_read_path(str(job_id))), f"job {job_id}")

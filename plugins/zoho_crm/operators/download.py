@@ -1,0 +1,284 @@
+"""Download a completed Bulk Read job's zip, rate limited across every DAG run and worker sharing a pool.
+
+Rate limit (Zoho: 10 download requests per minute per org): run the task in a pool whose slots equal the limit,
+with ``include_deferred``. Each pool occupancy makes at most ONE download request, then keeps its slot deferred on
+a ``DateTimeTrigger`` until ``anchor + window + margin`` (``anchor``: wall-clock time the request ended, always at
+or after the moment Zoho saw it). Only then does the task finish, fail or make its next attempt. So every request
+owns a slot for at least a full window after it started, and ``limit`` slots admit at most ``limit`` request
+starts in any sliding window -- retries, 429s and failures included.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import tempfile
+import time
+import zipfile
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
+from datetime import timedelta
+from email.message import Message
+from pathlib import Path
+from typing import Any, NoReturn
+
+import requests
+from airflow.providers.standard.triggers.temporal import DateTimeTrigger
+from airflow.sdk import BaseOperator, Context
+from airflow.sdk.exceptions import AirflowFailException
+
+from zoho_crm.errors import ZohoAuthError, ZohoError, ZohoRateLimitError, ZohoRequestError, ZohoTransientError
+from zoho_crm.hooks.zoho_crm import ZohoCRMHook
+from zoho_crm.rate_limit import (
+    DEFAULT_DOWNLOAD_WINDOW_SECONDS,
+    DEFAULT_POOL,
+    HOLD_MARGIN_SECONDS,
+    hold_until,
+)
+
+CHUNK_BYTES = 1024 * 1024
+PROGRESS_SECONDS = 5.0
+PROGRESS_BYTES = 25 * 1024 * 1024
+FILE_CONTENT_TYPES = frozenset({"application/zip", "application/x-download", "application/octet-stream"})
+JOB_FIELDS = ("module", "file_type", "page", "count", "per_page", "more_records", "next_page_token")
+RETRYABLE_OUTCOMES = frozenset({"rate_limited", "transient", "token_rejected"})
+
+
+class IncompleteDownloadError(ZohoTransientError):
+    """The body ended short of Content-Length, or the zip is unreadable: retry the download."""
+
+
+@dataclass(frozen=True)
+class DownloadedFile:
+    """A downloaded file, renamed into place."""
+
+    path: str
+    file_name: str
+    size: int
+    sha256: str
+    content_type: str
+
+
+def file_name_from_disposition(header: str | None, fallback: str) -> str:
+    """The file name from Content-Disposition (``filename="x"`` or ``filename*=UTF-8''x``), as a safe basename."""
+    name = None
+    if header:
+        message = Message()
+        message["content-disposition"] = header
+        name = message.get_filename()
+    if name:
+        name = re.sub(r"[\x00-\x1f\x7f]", "", name.replace("\\", "/")).rsplit("/", 1)[-1].strip()
+    return name if name and name not in (".", "..") else fallback
+
+
+def stream_to_file(
+    response: requests.Response,
+    output_dir: str | os.PathLike[str],
+    fallback_name: str,
+    log: Callable[[str], None] = lambda _msg: None,
+    chunk_bytes: int = CHUNK_BYTES,
+) -> DownloadedFile:
+    """Stream a ``requests`` response body to ``output_dir`` (temp name, then rename), hashing on the way.
+
+    Memory stays at one chunk whatever the file size. Raises ``ZohoRequestError`` for a body that is not a file
+    and ``IncompleteDownloadError`` (transient) when the body is shorter or longer than Content-Length or the zip
+    is unreadable; the partial file is removed in every failure.
+    """
+    content_type = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
+    if content_type not in FILE_CONTENT_TYPES:
+        raise ZohoRequestError(
+            f"unexpected Content-Type {content_type or '(none)'!r} for a Bulk Read download "
+            f"(expected one of {', '.join(sorted(FILE_CONTENT_TYPES))}); the body was not saved",
+            code="UNEXPECTED_CONTENT_TYPE",
+            http_status=response.status_code,
+            resolution="Check api_domain in the connection points at Zoho's API host (not a proxy or login page).",
+        )
+    file_name = file_name_from_disposition(response.headers.get("Content-Disposition"), fallback_name)
+    expected = response.headers.get("Content-Length")
+    expected_size = int(expected) if expected and expected.isdigit() else None
+    out_dir = Path(output_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    fd, part = tempfile.mkstemp(prefix=f".{file_name}.part-", dir=out_dir)
+    digest = hashlib.sha256()
+    size = 0
+    started = last_time = time.monotonic()
+    last_size = 0
+    try:
+        with os.fdopen(fd, "wb") as out:
+            try:
+                for chunk in response.iter_content(chunk_size=chunk_bytes):
+                    out.write(chunk)
+                    digest.update(chunk)
+                    size += len(chunk)
+                    now = time.monotonic()
+                    if now - last_time >= PROGRESS_SECONDS or size - last_size >= PROGRESS_BYTES:
+                        log(_progress(size, expected_size, now - started))
+                        last_time, last_size = now, size
+            except requests.RequestException as exc:
+                raise IncompleteDownloadError(
+                    f"connection dropped after {size} bytes of {file_name} ({type(exc).__name__})",
+                    code="INCOMPLETE_DOWNLOAD",
+                ) from None
+            out.flush()
+            os.fsync(out.fileno())
+        if expected_size is not None and size != expected_size:
+            raise IncompleteDownloadError(
+                f"download of {file_name} ended at {size} bytes but Content-Length was {expected_size}",
+                code="INCOMPLETE_DOWNLOAD",
+            )
+        if not zipfile.is_zipfile(part):
+            raise IncompleteDownloadError(f"downloaded {file_name} is not a readable zip", code="BAD_ZIP")
+        final = out_dir / file_name
+        os.replace(part, final)
+    except BaseException:
+        Path(part).unlink(missing_ok=True)
+        raise
+    log(_progress(size, expected_size, time.monotonic() - started) + " (done)")
+    return DownloadedFile(str(final), file_name, size, digest.hexdigest(), content_type)
+
+
+def _progress(size: int, expected: int | None, seconds: float) -> str:
+    rate = size / 1e6 / seconds if seconds > 0 else 0.0
+    total = f" of {expected}" if expected is not None else ""
+    return f"downloaded {size}{total} bytes in {seconds:.1f} s ({rate:.1f} MB/s)"
+
+
+class ZohoBulkReadDownloadOperator(BaseOperator):
+    """Download the zip of a completed Bulk Read job, holding a rate-limit pool slot for a window per request.
+
+    :param job: the job sensor's result (dict with at least ``job_id``; its ``module``, ``file_type``, ``page``,
+        ``count``... are passed on), or a job id. Templated; usually an XComArg (``.expand(job=sensor.output)``).
+    :param output_dir: directory for the zip (templated). Files are written as ``.<name>.part-*`` then renamed.
+    :param zoho_conn_id: connection; its extras ``download_limit`` / ``download_window_seconds`` (10 / 60) set
+        the window held after each request. The pool's slots must equal ``download_limit``.
+    :param pool: the download pool (default ``zoho_crm_downloads``; one per Zoho org), include_deferred=true.
+    :param max_attempts: download requests this task try may make (429, 5xx, dropped body, expired token).
+    :param hold_margin_seconds: extra hold past the window, covering clock differences between hosts.
+
+    Airflow ``retry_delay`` defaults to window + 5 s and must be >= the window, so a retry after a killed worker
+    cannot start a request inside the window of the killed one.
+    """
+
+    template_fields = ("job", "output_dir")
+    ui_color = "#e8f4ea"
+
+    def __init__(
+        self,
+        *,
+        job: Mapping[str, Any] | str,
+        output_dir: str,
+        zoho_conn_id: str = "zoho_crm_default",
+        pool: str = DEFAULT_POOL,
+        max_attempts: int = 6,
+        hold_margin_seconds: float = HOLD_MARGIN_SECONDS,
+        **kwargs: Any,
+    ) -> None:
+        kwargs.setdefault("retry_delay", timedelta(seconds=DEFAULT_DOWNLOAD_WINDOW_SECONDS + 5))
+        super().__init__(pool=pool, **kwargs)
+        if max_attempts < 1:
+            raise ValueError(f"max_attempts must be >= 1, got {max_attempts}")
+        self.job = job
+        self.output_dir = output_dir
+        self.zoho_conn_id = zoho_conn_id
+        self.max_attempts = max_attempts
+        self.hold_margin_seconds = hold_margin_seconds
+
+    # -- Airflow entry points ----------------------------------------------------------------------------
+
+    def execute(self, context: Context) -> NoReturn:
+        window = self._window_seconds()
+        if self.retries and self.retry_delay.total_seconds() < window:
+            raise AirflowFailException(
+                f"retry_delay ({self.retry_delay.total_seconds():.0f} s) of {self.task_id} is shorter than the "
+                f"download window ({window:.0f} s, connection {self.zoho_conn_id!r} extra "
+                "download_window_seconds): a retry after a crash could break Zoho's download limit. "
+                f"Set retry_delay >= {window:.0f} s."
+            )
+        self.log.info(
+            "Downloading job %s in pool %s: one request per slot, slot held %.1f s after each request",
+            self._job()["job_id"], self.pool, window + self.hold_margin_seconds,
+        )
+        self._attempt(attempt=1)
+
+    def resume_after_hold(
+        self, context: Context, attempt: int, outcome: dict[str, Any], event: Any = None
+    ) -> dict[str, Any]:
+        """Runs once the slot's window has passed: finish, fail, or make the next attempt."""
+        kind = outcome["kind"]
+        if kind == "success":
+            return outcome["result"]
+        if kind == "fatal":
+            raise AirflowFailException(outcome["message"])
+        if kind == "unexpected":
+            raise RuntimeError(outcome["message"])
+        if attempt >= self.max_attempts:
+            raise AirflowFailException(
+                f"Download of Bulk Read job {self._job()['job_id']} failed {attempt} times in a row "
+                f"(max_attempts={self.max_attempts}, each after a full rate-limit window); last error: "
+                f"{outcome['message']}. If this is TOO_MANY_REQUESTS, another client of the same Zoho org is "
+                "using the download allowance: find it or run later. Otherwise check Zoho's status, then clear "
+                "this task to try again."
+            )
+        self.log.warning("Attempt %d of %d failed (%s); trying again", attempt, self.max_attempts, outcome["message"])
+        self._attempt(attempt=attempt + 1)
+
+    # -- one attempt: at most one request, then hold the slot ------------------------------------------
+
+    def _attempt(self, attempt: int) -> NoReturn:
+        hook = ZohoCRMHook(zoho_conn_id=self.zoho_conn_id)
+        job = self._job()
+        # Token problems surface here, before any download request: they need no hold.
+        token = hook.get_access_token()
+        try:
+            with hook.open_download(job["job_id"]) as response:
+                anchor = time.time()
+                downloaded = stream_to_file(response, self.output_dir, f"{job['job_id']}.zip", self.log.info)
+            outcome = {"kind": "success", "result": self._result(job, downloaded, attempt)}
+        except ZohoError as err:
+            anchor = time.time()
+            outcome = self._classify(err)
+            if outcome["kind"] == "token_rejected":
+                hook.invalidate_token(token)
+        except Exception as err:  # a bug or a local disk problem: still hold before failing (Airflow retries).
+            anchor = time.time()
+            outcome = {"kind": "unexpected", "message": f"{type(err).__name__}: {err}"}
+        until = hold_until(anchor, self._window_seconds(hook), self.hold_margin_seconds)
+        self.log.info("Attempt %d: %s; holding the pool slot until %s", attempt, outcome["kind"], until.isoformat())
+        self.defer(
+            trigger=DateTimeTrigger(moment=until),
+            method_name="resume_after_hold",
+            kwargs={"attempt": attempt, "outcome": outcome},
+        )
+
+    @staticmethod
+    def _classify(err: ZohoError) -> dict[str, Any]:
+        if isinstance(err, ZohoRateLimitError):
+            kind = "rate_limited"
+        elif isinstance(err, ZohoAuthError) and err.is_token_rejected:
+            kind = "token_rejected"
+        elif err.retryable:
+            kind = "transient"
+        else:
+            kind = "fatal"
+        return {"kind": kind, "message": str(err)}
+
+    def _job(self) -> dict[str, Any]:
+        job = self.job
+        if isinstance(job, str):
+            job = {"job_id": job}
+        if not isinstance(job, Mapping) or not job.get("job_id"):
+            raise AirflowFailException(
+                f"job must be the job sensor's result (a dict with job_id) or a job id, got {job!r}"
+            )
+        return dict(job)
+
+    def _window_seconds(self, hook: ZohoCRMHook | None = None) -> float:
+        hook = hook or ZohoCRMHook(zoho_conn_id=self.zoho_conn_id)
+        return float(hook.config.download_window_seconds)
+
+    @staticmethod
+    def _result(job: Mapping[str, Any], downloaded: DownloadedFile, attempts: int) -> dict[str, Any]:
+        result = {key: job.get(key) for key in JOB_FIELDS if key in job}
+        result.update(asdict(downloaded), job_id=str(job["job_id"]), attempts=attempts)
+        return result

@@ -1,0 +1,98 @@
+"""Follow a completed first page through every further page of a Bulk Read export."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from airflow.sdk import BaseOperator, Context
+
+from zoho_crm.bulk_read_query import build_bulk_read_body
+from zoho_crm.errors import ZohoError
+from zoho_crm.hooks.zoho_crm import ZohoCRMHook
+from zoho_crm.operators.bulk_read import fail_fast, job_result_from_event, task_error
+from zoho_crm.triggers.bulk_read_job import ZohoBulkReadJobTrigger
+
+
+class ZohoBulkReadPagesOperator(BaseOperator):
+    """Create and wait for the jobs of pages 2..n after ``first_page``; return every page's result, in order.
+
+    The next page's job uses ``next_page_token`` on API v7+ and the next ``page`` number on v2-v6, until a page
+    reports ``more_records: false``. Each wait is deferred (no worker slot is held). The returned list is what
+    the download task maps over: one mapped task instance per page.
+
+    :param first_page: the sensor's result for page 1 (an XComArg in DAGs).
+    :param query: the export query (module, fields, file_type, criteria, cvid).
+    :param max_pages: a safety bound; an export needing more pages fails with a clear message.
+    """
+
+    template_fields: Sequence[str] = ("first_page", "query")
+
+    def __init__(
+        self,
+        *,
+        first_page: Any,
+        query: Any,
+        zoho_conn_id: str = "zoho_crm_default",
+        poll_interval: float = 5,
+        max_poll_interval: float = 60,
+        page_timeout: float = 6 * 3600,
+        max_pages: int = 1000,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.first_page = first_page
+        self.query = query
+        self.zoho_conn_id = zoho_conn_id
+        self.poll_interval = poll_interval
+        self.max_poll_interval = max_poll_interval
+        self.page_timeout = page_timeout
+        self.max_pages = max_pages
+
+    def execute(self, context: Context) -> list[dict[str, Any]]:
+        return self._continue([dict(self.first_page)])
+
+    def execute_complete(self, context: Context, event: dict[str, Any], pages: list[dict[str, Any]]) -> Any:
+        """Resume after a page's job finished: record it and go on with the next page."""
+        return self._continue([*pages, job_result_from_event(event)])
+
+    def _continue(self, pages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        last = pages[-1]
+        if not last.get("more_records"):
+            self.log.info("Export complete: %d page(s), %d record(s).", len(pages), sum(p["count"] for p in pages))
+            return pages
+        if len(pages) >= self.max_pages:
+            raise fail_fast(f"the export has more than {self.max_pages} pages: narrow the query or raise max_pages.")
+        hook = ZohoCRMHook(self.zoho_conn_id)
+        version = hook.config.api_version
+        token = last.get("next_page_token")
+        uses_token = int(version.lstrip("v")) >= 7
+        if uses_token and not token:
+            raise fail_fast(f"page {last['page']} has more records but no next_page_token: Zoho answer is incomplete.")
+        body = build_bulk_read_body(
+            self.query["module"],
+            fields=self.query.get("fields") or None,
+            criteria=self.query.get("criteria"),
+            cvid=self.query.get("cvid"),
+            file_type=self.query.get("file_type", "csv"),
+            page=None if uses_token else int(last["page"]) + 1,
+            page_token=token if uses_token else None,
+            api_version=version,
+        )
+        try:
+            job = hook.create_bulk_read_job(body)
+        except ZohoError as err:
+            raise task_error(err) from err
+        self.log.info("Created bulk read job %s for page %d.", job["id"], int(last["page"]) + 1)
+        self.defer(
+            trigger=ZohoBulkReadJobTrigger(
+                job_id=job["id"],
+                zoho_conn_id=self.zoho_conn_id,
+                poll_interval=self.poll_interval,
+                max_poll_interval=self.max_poll_interval,
+                deadline=time.time() + self.page_timeout,
+            ),
+            method_name="execute_complete",
+            kwargs={"pages": pages},
+        )

@@ -1,0 +1,93 @@
+"""ZohoBulkReadJobSensor: wait for a Bulk Read job (poke, reschedule or deferrable) and return its result."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any
+
+from airflow.sdk import BaseSensorOperator, Context, PokeReturnValue, conf
+from airflow.sdk.exceptions import AirflowSensorTimeout
+
+from zoho_crm.errors import ZohoError
+from zoho_crm.hooks.zoho_crm import ZohoCRMHook
+from zoho_crm.operators.bulk_read import DEFAULT_TIMEOUT_SECONDS, fail_fast, job_result_from_event, task_error
+from zoho_crm.triggers.bulk_read_job import ZohoBulkReadJobTrigger, job_failure, job_result
+
+__all__ = ["ZohoBulkReadJobSensor", "job_result_from_event"]
+
+
+class ZohoBulkReadJobSensor(BaseSensorOperator):
+    """Wait until a Bulk Read job is COMPLETED; return ``{"job_id", "module", "file_type", "page", "count",
+    "per_page", "more_records", "next_page_token", "download_url"}``.
+
+    FAILURE fails the task with Zoho's code and message; an unknown job fails at once; a timeout fails with how
+    long it waited and the last state seen. Deferrable mode waits in the triggerer (no worker slot held).
+    """
+
+    template_fields: Sequence[str] = ("job_id",)
+    ui_color = "#e42527"
+
+    def __init__(
+        self,
+        *,
+        job_id: str,
+        zoho_conn_id: str = ZohoCRMHook.default_conn_name,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        poll_interval: float = 5,
+        max_poll_interval: float = 60,
+        timeout: float = DEFAULT_TIMEOUT_SECONDS,
+        **kwargs: Any,
+    ) -> None:
+        kwargs.setdefault("exponential_backoff", True)
+        kwargs.setdefault("max_wait", max_poll_interval)
+        super().__init__(poke_interval=poll_interval, timeout=timeout, **kwargs)
+        self.job_id = job_id
+        self.zoho_conn_id = zoho_conn_id
+        self.deferrable = deferrable
+        self.poll_interval = poll_interval
+        self.max_poll_interval = max_poll_interval
+        self._last_state: str | None = None
+
+    def execute(self, context: Context) -> Any:
+        if not self.deferrable:
+            try:
+                return super().execute(context)
+            except AirflowSensorTimeout:
+                raise AirflowSensorTimeout(
+                    f"Zoho bulk read job {self.job_id} did not finish within {self.timeout:.0f}s; "
+                    f"last state seen: {self._last_state}. Raise timeout or check the job in Zoho."
+                ) from None
+        self.defer(
+            trigger=ZohoBulkReadJobTrigger(
+                job_id=str(self.job_id),
+                zoho_conn_id=self.zoho_conn_id,
+                poll_interval=self.poll_interval,
+                max_poll_interval=self.max_poll_interval,
+                deadline=time.time() + self.timeout,
+            ),
+            method_name="execute_complete",
+            timeout=timedelta(seconds=self.timeout + 120),
+        )
+
+    def poke(self, context: Context) -> PokeReturnValue:
+        try:
+            details = ZohoCRMHook(self.zoho_conn_id).get_bulk_read_job(str(self.job_id))
+        except ZohoError as err:
+            if err.retryable:
+                self.log.warning("Could not read job %s this time, will poke again: %s", self.job_id, err)
+                return PokeReturnValue(is_done=False)
+            raise task_error(err) from err
+        self._last_state = details.get("state")
+        if self._last_state == "COMPLETED":
+            return PokeReturnValue(is_done=True, xcom_value=job_result(details))
+        if self._last_state == "FAILURE":
+            code, message = job_failure(details)
+            raise fail_fast(f"Zoho bulk read job {self.job_id} ended in FAILURE: {code}: {message}")
+        self.log.info("Zoho bulk read job %s is %s", self.job_id, self._last_state)
+        return PokeReturnValue(is_done=False)
+
+    def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
+        """Resume after the trigger fired: return the job result or fail with Zoho's reason."""
+        return job_result_from_event(event)

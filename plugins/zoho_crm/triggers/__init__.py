@@ -1,0 +1,1 @@
+"""Zoho CRM triggers (run in the triggerer, async only)."""

@@ -1,0 +1,104 @@
+"""The streaming code on its own: file names, Content-Type and Content-Length checks, temp file + rename.
+
+Answers the simulator cannot produce (a 200 HTML page, a body longer than announced) come from a small real HTTP
+server in a thread.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import threading
+import zipfile
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+import requests
+from zoho_crm.errors import ZohoRequestError
+from zoho_crm.operators.download import IncompleteDownloadError, file_name_from_disposition, stream_to_file
+
+
+def _zip_bytes() -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("1.csv", "id\n1\n" * 1000)
+    return buffer.getvalue()
+
+
+ZIP = _zip_bytes()
+ANSWERS: dict[str, tuple[str, bytes, str]] = {  # path -> (content type, body, Content-Length header)
+    "/zip": ("application/zip", ZIP, str(len(ZIP))),
+    "/html": ("text/html; charset=utf-8", b"<html>login</html>", "18"),
+    "/longer": ("application/zip", ZIP, str(len(ZIP) - 10)),
+    "/not-a-zip": ("application/zip", b"x" * 100, "100"),
+}
+
+
+class _Handler(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:  # noqa: N802 - http.server naming
+        content_type, body, length = ANSWERS[self.path]
+        self.send_response(200)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", length)
+        self.send_header("Content-Disposition", 'attachment; filename="42.zip"')
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[str]:
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_port}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        ('attachment; filename="5725767000000859031.zip"', "5725767000000859031.zip"),
+        ("attachment; filename*=UTF-8''5725767000000859031.zip", "5725767000000859031.zip"),
+        ("attachment; filename*=UTF-8''caf%C3%A9.zip", "café.zip"),
+        ('attachment; filename="../../etc/passwd"', "passwd"),
+        ('attachment; filename="..\\\\evil.zip"', "evil.zip"),
+        ('attachment; filename=".."', "fallback.zip"),
+        ("attachment", "fallback.zip"),
+        (None, "fallback.zip"),
+    ],
+)
+def test_file_name_from_both_disposition_forms_as_a_safe_basename(header: str | None, expected: str) -> None:
+    assert file_name_from_disposition(header, "fallback.zip") == expected
+
+
+def test_streams_to_a_renamed_file_with_its_sha256(server: str, tmp_path: Path) -> None:
+    with requests.get(f"{server}/zip", stream=True, timeout=10) as response:
+        downloaded = stream_to_file(response, tmp_path, "fallback.zip", chunk_bytes=1024)
+    assert downloaded.path == str(tmp_path / "42.zip")
+    assert downloaded.sha256 == hashlib.sha256(ZIP).hexdigest()
+    assert downloaded.size == len(ZIP)
+    assert [p.name for p in tmp_path.iterdir()] == ["42.zip"]
+
+
+def test_a_body_that_is_not_a_file_is_refused_before_anything_is_written(server: str, tmp_path: Path) -> None:
+    with requests.get(f"{server}/html", stream=True, timeout=10) as response:
+        with pytest.raises(ZohoRequestError, match="unexpected Content-Type 'text/html'"):
+            stream_to_file(response, tmp_path / "out", "fallback.zip")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("path", ["/longer", "/not-a-zip"])
+def test_a_body_that_does_not_match_content_length_or_is_not_a_zip_leaves_no_file(
+    server: str, tmp_path: Path, path: str
+) -> None:
+    with requests.get(f"{server}{path}", stream=True, timeout=10) as response:
+        with pytest.raises(IncompleteDownloadError) as error:
+            stream_to_file(response, tmp_path, "fallback.zip")
+    assert error.value.retryable
+    assert list(tmp_path.iterdir()) == []
