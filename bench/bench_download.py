@@ -26,8 +26,6 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO_ROOT / "plugins"), str(REPO_ROOT)]
 
-from zoho_crm.rate_limit import max_in_sliding_window, utilisation  # noqa: E402
-
 from include.zoho_simulator.process import SimulatorProcess  # noqa: E402
 from tests.download.download_checks import (  # noqa: E402
     LIMIT,
@@ -36,6 +34,7 @@ from tests.download.download_checks import (  # noqa: E402
     download_log,
     run_download_dags,
 )
+from zoho_crm.rate_limit import max_in_sliding_window, utilisation  # noqa: E402
 
 MEMORY_RECORDS = 200_000
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from include.zoho_simulator.process import SimulatorProcess
 
-DOWNLOAD_WINDOW_SECONDS = 5
+DOWNLOAD_WINDOW_SECONDS = 10
 """The compressed rate-limit window (Zoho's is 60 s); the simulator and the connection use the same value."""
 
 DEMO_SIMULATOR_OPTIONS: dict[str, Any] = {

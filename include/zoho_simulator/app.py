@@ -24,7 +24,7 @@ import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from copy import deepcopy
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -39,6 +39,7 @@ from .criteria import Criteria, matching_indices, parse_fields
 from .data import MODULES, NOT_EXPORTABLE, ORG_PREFIX, USERS, Dataset
 from .errors import ZohoError
 from .exports import BuiltPage, build_page
+from .metadata import fields_json
 
 ORG_TZ = timezone(timedelta(hours=-8))
 SIM = web.AppKey("simulator", "Simulator")
@@ -129,6 +130,7 @@ class Simulator:
             uid, first, last = USERS[n % len(USERS)]
             self.users[refresh] = User(str(int(USERS[0][0]) + 100 + n), f"{first} {last}", refresh)
         self.executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="zip-builder")
+        self.query_executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="criteria")
         self.job_counter = 0
         self.api_domain = ""
         self.background: set[asyncio.Task[None]] = set()
@@ -156,6 +158,7 @@ class Simulator:
 
     def close(self) -> None:
         self.executor.shutdown(wait=False, cancel_futures=True)
+        self.query_executor.shutdown(wait=False, cancel_futures=True)
         if self.own_data_dir:
             shutil.rmtree(self.data_dir, ignore_errors=True)
 
@@ -207,7 +210,7 @@ class Simulator:
         if now < self.lockout_until:
             return False
         if len(self.download_times) >= limit:
-            self.lockout_until = self.download_times[-1] + window
+            self.lockout_until = (self.download_times[-1] if self.download_times else now) + window
             return False
         self.download_times.append(now)
         return True
@@ -402,7 +405,7 @@ async def create_job(request: web.Request) -> web.Response:
     per_page = sim.settings.per_page_ics if file_type == "ics" else sim.settings.per_page_csv
     page = resolve_page(sim, version, token.user, module, query)
     loop = asyncio.get_running_loop()
-    matches = await loop.run_in_executor(sim.executor, matching_indices, sim.dataset, module, criteria)
+    matches = await loop.run_in_executor(sim.query_executor, matching_indices, sim.dataset, module, criteria)
     pages = max(1, math.ceil(len(matches) / per_page))
     if page > pages:
         raise page_range_error(f"page {page} is beyond the last page {pages} of this export", pages)
@@ -488,7 +491,7 @@ async def send_callback(sim: Simulator, job: Job) -> None:
     assert job.callback is not None
     try:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
-            async with session.post(job.callback["url"], json=sim.job_json(job)) as resp:
+            async with session.post(job.callback["url"], json={"data": [sim.job_json(job)]}) as resp:
                 job.callback_status = str(resp.status)
     except (aiohttp.ClientError, TimeoutError, OSError) as err:
         job.callback_status = f"error: {type(err).__name__}"
@@ -542,10 +545,10 @@ async def download(request: web.Request) -> web.StreamResponse:
                 sent += len(chunk)
         request["sent_bytes"] = sent
         if drop:
-            await resp.drain() if hasattr(resp, "drain") else None
+            request["log"].update(status=200, bytes=sent, user=request.get("user"), dropped=True)
             assert request.transport is not None
             request.transport.close()
-            raise asyncio.CancelledError()
+            raise asyncio.CancelledError()  # the connection is gone: nothing more to send
         await resp.write_eof()
         entry["complete"] = True
     except (ConnectionResetError, ConnectionError):
@@ -565,8 +568,6 @@ async def settings_fields(request: web.Request) -> web.Response:
                         {"param_name": "module"})
     if module not in MODULES:
         raise ZohoError("INVALID_DATA", "the given module is not supported", {"param_name": "module"})
-    from .metadata import fields_json
-
     return json_response({"fields": fields_json(MODULES[module])})
 
 
@@ -623,7 +624,7 @@ async def ctl_records(request: web.Request) -> web.Response:
     raw = request.query.get("criteria")
     criteria = Criteria(MODULES[module], json.loads(raw)) if raw else None
     loop = asyncio.get_running_loop()
-    idx = await loop.run_in_executor(sim.executor, matching_indices, sim.dataset, module, criteria)
+    idx = await loop.run_in_executor(sim.query_executor, matching_indices, sim.dataset, module, criteria)
     spec = MODULES[module]
     return json_response({"ids": [spec.record_id(i) for i in idx.tolist()]})
 

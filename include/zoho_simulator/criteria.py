@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from .data import MODULES, OWNER_SUBFIELDS, Dataset, ModuleSpec
+from .data import OWNER_SUBFIELDS, Dataset, ModuleSpec
 from .errors import ZohoError
 
 DATETIME_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(Z|[+-]\d{2}:\d{2})$")
@@ -25,7 +25,7 @@ COMPARATORS_BY_TYPE = {
     "picklist": {"equal", "not_equal", "in", "not_in"}, "boolean": {"equal"},
     "lookup": {"equal", "not_equal", "in", "not_in"}, "ownerlookup": {"equal", "not_equal", "in", "not_in"},
 }
-Mask = Callable[[np.ndarray], np.ndarray]
+Mask = Callable[[Dataset, np.ndarray], np.ndarray]
 
 
 def invalid(message: str, **details: Any) -> ZohoError:
@@ -61,7 +61,7 @@ class Criteria:
     def mask(self, dataset: Dataset, indices: np.ndarray) -> np.ndarray:
         return self._compiled(dataset, indices)
 
-    def _compile(self, node: Any, depth: int) -> Callable[[Dataset, np.ndarray], np.ndarray]:
+    def _compile(self, node: Any, depth: int) -> Mask:
         if not isinstance(node, dict) or not node:
             raise invalid("each criteria node must be a non-empty JSON object")
         is_group = "group" in node or "group_operator" in node
@@ -76,7 +76,7 @@ class Criteria:
         raise invalid("a criteria node needs either field/comparator/value or group_operator/group",
                       keys=sorted(node))
 
-    def _compile_group(self, node: dict[str, Any], depth: int):
+    def _compile_group(self, node: dict[str, Any], depth: int) -> Mask:
         op = node.get("group_operator")
         if not isinstance(op, str) or op.lower() not in ("and", "or"):
             raise ZohoError("GROUP_OPERATOR_NOT_SUPPORTED", "group_operator must be 'and' or 'or'",
@@ -97,7 +97,7 @@ class Criteria:
 
         return run
 
-    def _compile_condition(self, node: dict[str, Any]):
+    def _compile_condition(self, node: dict[str, Any]) -> Mask:
         fld = node.get("field")
         api_name = fld.get("api_name") if isinstance(fld, dict) else None
         if not isinstance(api_name, str):
@@ -112,7 +112,8 @@ class Criteria:
         if comparator not in COMPARATORS_BY_TYPE[spec.data_type]:
             raise ZohoError("FIELD_COMPARATOR_IN_CRITERIA_NOT_SUPPORTED",
                             f"comparator {comparator} is not supported for {spec.data_type} field {api_name}",
-                            {"api_name": api_name, "comparator": comparator})
+                            {"api_name": api_name, "comparator": comparator,
+                             "supported": sorted(COMPARATORS_BY_TYPE[spec.data_type])})
         if "value" not in node:
             raise invalid(f"condition on {api_name} has no value", api_name=api_name)
         value = node["value"]
@@ -127,20 +128,16 @@ class Criteria:
         else:
             value = self._scalar(spec.data_type, value, api_name)
         test = make_test(comparator, value)
-        module = self.module.api_name
-        if api_name in ("Created_Time", "Modified_Time"):
-            column = 0 if api_name == "Created_Time" else 1
+        module, data_type = self.module.api_name, spec.data_type
 
-            def vectorised(ds: Dataset, idx: np.ndarray) -> np.ndarray:
-                return test(ds.times(module, ds.count(module))[column][idx])
+        def evaluate(ds: Dataset, idx: np.ndarray) -> np.ndarray:
+            column = ds.raw_columns(module, idx, [api_name])[api_name]
+            if data_type == "datetime":
+                return np.asarray(test(column), dtype=bool) & (column >= 0)
+            values = [record_value(data_type, v) for v in column.tolist()]
+            return np.fromiter((v is not None and bool(test(v)) for v in values), dtype=bool, count=len(values))
 
-            return vectorised
-
-        def per_record(ds: Dataset, idx: np.ndarray) -> np.ndarray:
-            keyed = [record_value(spec.data_type, ds.record(module, int(i))[api_name]) for i in idx]
-            return np.fromiter((value_matches(test, v) for v in keyed), dtype=bool, count=len(keyed))
-
-        return per_record
+        return evaluate
 
     @staticmethod
     def _scalar(data_type: str, value: Any, api_name: str) -> Any:
@@ -166,20 +163,15 @@ class Criteria:
         return str(value).lower()
 
 
-def record_value(data_type: str, raw: object) -> Any:
-    if raw is None or raw == "":
+def record_value(data_type: str, raw: str) -> Any:
+    """A CSV text value in the form criteria values are compared with (None when empty)."""
+    if raw == "":
         return None
     if data_type in ("bigint", "integer", "currency", "double"):
-        return float(raw)  # type: ignore[arg-type]
-    if data_type in ("datetime", "date", "boolean"):
+        return float(raw)
+    if data_type in ("date", "boolean"):
         return raw
-    return str(raw).lower()
-
-
-def value_matches(test: Callable[[Any], Any], value: Any) -> bool:
-    if value is None:
-        return False
-    return bool(test(value))
+    return raw.lower()
 
 
 def make_test(comparator: str, v: Any) -> Callable[[Any], Any]:
@@ -208,11 +200,11 @@ def matching_indices(dataset: Dataset, module: str, criteria: Criteria | None, c
     n = dataset.count(module)
     if criteria is None:
         return np.arange(n, dtype=np.int64)
-    parts = []
+    parts = [np.zeros(0, dtype=np.int64)]
     for lo in range(0, n, chunk):
         idx = np.arange(lo, min(n, lo + chunk), dtype=np.int64)
         parts.append(idx[criteria.mask(dataset, idx)])
-    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+    return np.concatenate(parts)
 
 
 def parse_fields(module: ModuleSpec, fields: Any) -> list[str]:
@@ -225,10 +217,6 @@ def parse_fields(module: ModuleSpec, fields: Any) -> list[str]:
         base, _, sub = name.partition(".")
         spec = module.get(base)
         if spec is None or (sub and not (spec.data_type == "ownerlookup" and sub in OWNER_SUBFIELDS)):
-            raise ZohoError("INVALID_DATA", f"unknown field {name!r} for module {module.api_name}",
+            raise ZohoError("FIELD_NOT_AVAILABLE", f"unknown field {name!r} for module {module.api_name}",
                             {"api_name": name, "module": module.api_name})
     return ["id", *[f for f in dict.fromkeys(fields) if f != "id"]]
-
-
-def compile_criteria(module_name: str, tree: Any) -> Criteria | None:
-    return None if tree is None else Criteria(MODULES[module_name], tree)

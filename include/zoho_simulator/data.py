@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import random
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta, timezone
-from functools import lru_cache
-from typing import TypeVar
+from datetime import datetime, timedelta, timezone
 
 import numpy as np
 
-T = TypeVar("T")
 ORG_PREFIX = 5725767_000_000_000_000  # 19-digit ids all start with the org's prefix
 DEFAULT_VIEW_SUFFIX = 87501
 USERS = [
@@ -48,18 +44,6 @@ HANDLES = ["", "@acme", "jdoe", "ünïcode_user"]
 EMAIL_USERS = ["info", "sales", "j.doe", "anna_b"]
 DOMAINS = ["example.com", "example.org", "müller.de"]
 CALLING_CODES = [1, 44, 49, 91, 81]
-Generator = Callable[[random.Random, tuple[int, int, int], dict[str, object]], object]
-
-
-def _pick(rng: random.Random, pool: Sequence[T]) -> T:
-    return pool[int(rng.random() * len(pool))]
-
-
-def _date(epoch: int) -> str:
-    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d")
-
-
-
 @dataclass(frozen=True)
 class FieldSpec:
     """One field of a module: API name, Zoho data type and how its values are made."""
@@ -91,8 +75,12 @@ class ModuleSpec:
     def default_cvid(self) -> str:
         return str(ORG_PREFIX + DEFAULT_VIEW_SUFFIX + 1000 * self.number)
 
+    @property
+    def first_id(self) -> int:
+        return ORG_PREFIX + (self.number + 1) * 10_000_000_000 + 1_000_000
+
     def record_id(self, idx: int) -> str:
-        return str(ORG_PREFIX + (self.number + 1) * 10_000_000_000 + 1_000_000 + idx)
+        return str(self.first_id + idx)
 
     def get(self, api_name: str) -> FieldSpec | None:
         return self.field_index.get(api_name)
@@ -237,7 +225,7 @@ def _build_modules() -> dict[str, ModuleSpec]:
 
 
 MODULES = _build_modules()
-OWNER_SUBFIELDS = {"first_name": 1, "last_name": 2, "full_name": 0, "email": 3}
+OWNER_SUBFIELDS = ("first_name", "last_name", "full_name", "email")
 
 
 def owner_subfield(user_id: str, sub: str) -> str:
@@ -248,8 +236,44 @@ def owner_subfield(user_id: str, sub: str) -> str:
     return ""
 
 
+M64 = (1 << 64) - 1
+
+
+def _mix(x: np.ndarray) -> np.ndarray:
+    """splitmix64 finaliser, vectorised over uint64 (wrapping arithmetic)."""
+    x = x + np.uint64(0x9E3779B97F4A7C15)
+    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
+def _obj(values: Sequence[str]) -> np.ndarray:
+    arr = np.empty(len(values), dtype=object)
+    arr[:] = list(values)
+    return arr
+
+
+def _text(arr: np.ndarray) -> np.ndarray:
+    """Numbers or numpy strings as an object array of Python str."""
+    return arr.astype(str).astype(object)
+
+
+def _zfill(arr: np.ndarray, width: int) -> np.ndarray:
+    return np.char.zfill(arr.astype(str), width).astype(object)
+
+
+OFFSET_SECONDS = np.array([int(o.utcoffset(None).total_seconds()) for o in OFFSETS], dtype=np.int64)
+OFFSET_TEXT = _obj([datetime(2000, 1, 1, tzinfo=o).isoformat()[-6:] for o in OFFSETS])
+USER_IDS = _obj([u[0] for u in USERS])
+RRULE = "FREQ=WEEKLY;INTERVAL=1;COUNT=4"
+
+
 class Dataset:
-    """Records of every module, generated on demand from (seed, module, index)."""
+    """Records of every module, generated on demand and vectorised from (seed, module, field, index).
+
+    A record's values depend only on the seed, the module and its index (not on page boundaries or counts,
+    except lookups, which point into the target module's current count).
+    """
 
     def __init__(self, seed: int, counts: dict[str, int], default_count: int, start: datetime, days: float) -> None:
         self.seed = seed
@@ -261,113 +285,152 @@ class Dataset:
     def count(self, module: str) -> int:
         return self.counts.get(module, self.default_count)
 
-    @lru_cache(maxsize=64)  # noqa: B019 -- one small dataset per process
-    def times(self, module: str, n: int) -> tuple[np.ndarray, np.ndarray]:
-        """Created_Time and Modified_Time (epoch seconds) of all n records, vectorised (16 bytes a record)."""
-        rng = np.random.default_rng([self.seed, MODULES[module].number, n])
-        created = self.start + rng.integers(0, self.span, n, dtype=np.int64)
-        modified = created + (rng.random(n) * (self.start + self.span - created)).astype(np.int64)
+    def uniform(self, module: str, salt: str, idx: np.ndarray) -> np.ndarray:
+        """Deterministic uniforms in [0, 1), one per index, for (module, salt)."""
+        key = hash_key(self.seed, module, salt)
+        h = _mix(idx.astype(np.uint64) * np.uint64(0xD1B54A32D192ED03) + np.uint64(key))
+        return (h >> np.uint64(11)).astype(np.float64) * (1.0 / (1 << 53))
+
+    def times(self, module: str, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Created_Time and Modified_Time (epoch seconds, int64) of the given records."""
+        created = self.start + (self.uniform(module, "created", idx) * self.span).astype(np.int64)
+        modified = created + (self.uniform(module, "modified", idx) * (self.start + self.span - created)).astype(np.int64)
         return created, modified
 
-    def offset(self, idx: int) -> timezone:
-        return OFFSETS[(idx * 2654435761 + self.seed) % len(OFFSETS)]
+    def offsets(self, module: str, idx: np.ndarray) -> np.ndarray:
+        return (self.uniform(module, "tz", idx) * len(OFFSETS)).astype(np.int64)
 
-    def record(self, module: str, idx: int) -> dict[str, object]:
-        """Raw values of one record (datetimes as epoch ints, everything else final strings)."""
+    def raw_columns(self, module: str, idx: np.ndarray, names: Sequence[str]) -> dict[str, np.ndarray]:
+        """Raw values of some fields for the given records: int64 epochs for datetimes (-1 = empty), object
+        arrays of str for everything else."""
+        out: dict[str, np.ndarray] = {}
+        times = self.times(module, idx)
+        for name in names:
+            self._get(MODULES[module], name, idx, times, out)
+        return out
+
+    def _get(self, spec: ModuleSpec, name: str, idx: np.ndarray, times: tuple[np.ndarray, np.ndarray],
+             out: dict[str, np.ndarray]) -> np.ndarray:
+        if name not in out:
+            out[name] = self._column(spec, spec.field_index[name], idx, times, out)
+        return out[name]
+
+    def text_columns(self, module: str, idx: np.ndarray, columns: Sequence[str]) -> list[np.ndarray]:
+        """CSV text of each column (``Owner.last_name`` style owner sub-fields allowed) for the records."""
         spec = MODULES[module]
-        created, modified = self.times(module, self.count(module))
-        rng = random.Random((self.seed * 1_000_003 + spec.number) * 10_000_019 + idx)
-        ctx = (idx, int(created[idx]), int(modified[idx]))
-        row: dict[str, object] = {}
-        for name, make in self._generators(module):
-            row[name] = make(rng, ctx, row)
-        return row
+        raw = self.raw_columns(module, idx, [c.partition(".")[0] for c in columns])
+        offsets = None
+        texts = []
+        for col in columns:
+            base, _, sub = col.partition(".")
+            values = raw[base]
+            if sub:
+                lookup = {uid: owner_subfield(uid, sub) for uid in USER_IDS}
+                texts.append(_obj([lookup.get(v, "") for v in values]))
+            elif spec.field_index[base].data_type == "datetime":
+                if offsets is None:
+                    offsets = self.offsets(module, idx)
+                texts.append(format_datetimes(values, offsets))
+            else:
+                texts.append(values)
+        return texts
 
-    @lru_cache(maxsize=64)  # noqa: B019 -- one small dataset per process
-    def _generators(self, module: str) -> list[tuple[str, Generator]]:
-        spec = MODULES[module]
-        return [(f.api_name, self._generator(f, spec)) for f in spec.fields]
+    def _column(self, spec: ModuleSpec, f: FieldSpec, idx: np.ndarray,  # noqa: C901 -- one branch per kind
+                times: tuple[np.ndarray, np.ndarray], out: dict[str, np.ndarray]) -> np.ndarray:
+        k, n = f.kind, len(idx)
+        created, modified = times
 
-    def _generator(self, f: FieldSpec, spec: ModuleSpec) -> Generator:  # noqa: C901 -- one branch per kind
-        k, start, span = f.kind, self.start, self.span
+        def get(name: str) -> np.ndarray:
+            return self._get(spec, name, idx, times, out)
+
+        def u(salt: str = "") -> np.ndarray:
+            return self.uniform(spec.api_name, f"{f.api_name}:{salt}", idx)
+
+        def pick_from(pool: Sequence[str], salt: str = "") -> np.ndarray:
+            return _obj(pool)[(u(salt) * len(pool)).astype(np.int64)]
+
+        def sparse(values: np.ndarray, p: float) -> np.ndarray:
+            return np.where(u("sparse") < p, "", values).astype(object) if p else values
+
         if k == "id":
-            return lambda rng, ctx, row: spec.record_id(ctx[0])
+            return _text(spec.first_id + idx)
         if k == "created":
-            return lambda rng, ctx, row: ctx[1]
+            return created
         if k == "modified":
-            return lambda rng, ctx, row: ctx[2]
+            return modified
         if k == "activity":
-            return lambda rng, ctx, row: ctx[2] if rng.random() < 0.8 else None
+            return np.where(u() < 0.8, modified, -1)
         if k == "start":
-            return lambda rng, ctx, row: start + (ctx[0] * 7919 + ctx[1]) % span
+            return self.start + (u() * self.span).astype(np.int64)
         if k == "end":
-            return lambda rng, ctx, row: row["Start_DateTime"] + 1800 * (1 + ctx[0] % 3)
+            return get("Start_DateTime") + 1800 * (1 + idx % 3)
         if k == "rrule":
-            return lambda rng, ctx, row: recurrence_rule(ctx[0])
+            return np.where(idx % 7 == 3, RRULE, "").astype(object)
         if k == "full_name":
-            return lambda rng, ctx, row: f"{row.get('First_Name', '')} {row.get('Last_Name', '')}".strip()
+            return get("First_Name") + " " + get("Last_Name")
         if k == "empty":
-            return lambda rng, ctx, row: ""
+            return np.full(n, "", dtype=object)
         if k == "lookup":
-            target, name, count = MODULES[f.lookup_module], f.lookup_module, self.count
-
-            def lookup(rng: random.Random, ctx: tuple[int, int, int], row: dict[str, object]) -> str:
-                n = count(name)
-                return "" if n == 0 or rng.random() < 0.15 else target.record_id(int(rng.random() * n))
-
-            return lookup
+            target, count = MODULES[f.lookup_module], self.count(f.lookup_module)
+            ids = _text(target.first_id + (u("target") * count).astype(np.int64))
+            return sparse(ids, 1.0 if count == 0 else 0.15)
         if k == "date":
-            return lambda rng, ctx, row: _date(ctx[1] - int(rng.random() * 400) * 86400)
+            days = (created // 86400 - (u() * 400).astype(np.int64)).astype("datetime64[D]")
+            return np.datetime_as_string(days, unit="D").astype(object)
         if k in ("email", "email_sparse"):
-            sparse = 0.7 if k == "email_sparse" else 0.0
-            return lambda rng, ctx, row: "" if rng.random() < sparse else (
-                f"{_pick(rng, EMAIL_USERS)}{ctx[0]}@{_pick(rng, DOMAINS)}")
+            values = pick_from(EMAIL_USERS, "user") + _text(idx) + "@" + pick_from(DOMAINS, "domain")
+            return sparse(values, 0.7 if k == "email_sparse" else 0.0)
         if k in ("phone", "phone_sparse"):
-            sparse = 0.6 if k == "phone_sparse" else 0.1
-            return lambda rng, ctx, row: "" if rng.random() < sparse else (
-                f"+{_pick(rng, CALLING_CODES)} {int(rng.random() * 900) + 100} {int(rng.random() * 9000000) + 1000000}")
+            values = ("+" + pick_from([str(c) for c in CALLING_CODES], "cc") + " "
+                      + _text(100 + (u("a") * 900).astype(np.int64)) + " "
+                      + _text(1_000_000 + (u("b") * 9_000_000).astype(np.int64)))
+            return sparse(values, 0.6 if k == "phone_sparse" else 0.1)
         if k == "tag":
-            return lambda rng, ctx, row: ",".join(rng.sample(WORDS, int(rng.random() * 3)))
+            many, w1, w2 = (u() * 3).astype(np.int64), pick_from(WORDS, "1"), pick_from(WORDS, "2")
+            return np.where(many == 0, "", np.where(many == 1, w1, w1 + "," + w2)).astype(object)
         if k == "deal":
-            return lambda rng, ctx, row: f"{_pick(rng, WORDS).capitalize()} {_pick(rng, COMPANIES)} #{ctx[0]}"
+            return (pick_from([w.capitalize() for w in WORDS], "w") + " " + pick_from(COMPANIES, "c") + " #"
+                    + _text(idx))
         if k == "code":
-            return lambda rng, ctx, row: f"SKU-{int(rng.random() * 10**6):06d}"
+            return "SKU-" + _zfill((u() * 10**6).astype(np.int64), 6)
         if k == "zip":
-            return lambda rng, ctx, row: f"{int(rng.random() * 99000) + 1000:05d}"
+            return _zfill(1000 + (u() * 98_000).astype(np.int64), 5)
         if k in ("integer", "percent"):
-            top = 101 if k == "percent" else 5000
-            return lambda rng, ctx, row: str(int(rng.random() * top))
+            return _text((u() * (101 if k == "percent" else 5000)).astype(np.int64))
         if k == "bigint":
-            return lambda rng, ctx, row: str(10**9 + int(rng.random() * 10**11))
+            return _text(10**9 + (u() * 10**11).astype(np.int64))
         if k == "currency":
-            return lambda rng, ctx, row: f"{int(rng.random() * 10**7) / 100:.2f}"
+            cents = (u() * 10**7).astype(np.int64)
+            return _text(cents // 100) + "." + _zfill(cents % 100, 2)
         if k == "double":
-            return lambda rng, ctx, row: repr(round(rng.random() * 1000, 3))
+            return _text(np.round(u() * 1000, 3))
         if k == "false":
-            return lambda rng, ctx, row: "false"
+            return np.full(n, "false", dtype=object)
         pools = {
-            "ownerlookup": [u[0] for u in USERS], "picklist": list(f.values), "first": FIRST, "last": LAST,
-            "company": COMPANIES, "title": TITLES, "website": WEBSITES, "handle": HANDLES, "street": STREETS,
-            "city": CITIES, "state": STATES, "country": COUNTRIES, "textarea": NOTES, "boolean": ["true", "false"],
+            "ownerlookup": USER_IDS, "picklist": f.values, "first": FIRST, "last": LAST, "company": COMPANIES,
+            "title": TITLES, "website": WEBSITES, "handle": HANDLES, "street": STREETS, "city": CITIES,
+            "state": STATES, "country": COUNTRIES, "textarea": NOTES, "boolean": ("true", "false"),
         }
         if k not in pools:
             raise ValueError(f"no generator for field kind {k!r} ({spec.api_name}.{f.api_name})")
-        pool = pools[k]
-        return lambda rng, ctx, row: _pick(rng, pool)
-
-    def format(self, f: FieldSpec, value: object, idx: int) -> str:
-        """The CSV text of a raw value (datetimes in ISO 8601 with the record's offset, no millis)."""
-        if value is None:
-            return ""
-        if f.data_type == "datetime":
-            return datetime.fromtimestamp(int(value), self.offset(idx)).isoformat()  # type: ignore[call-overload]
-        return str(value)
+        return pick_from(pools[k])
 
 
-def recurrence_rule(idx: int) -> str:
-    """Every 7th event is a weekly series (RRULE); every 14th of those has an edited occurrence."""
-    return "FREQ=WEEKLY;INTERVAL=1;COUNT=4" if idx % 7 == 3 else ""
+def hash_key(seed: int, module: str, salt: str) -> int:
+    """A stable 64-bit key (Python's hash() is salted per process, so use a fixed polynomial)."""
+    key = seed & M64
+    for ch in f"{module}/{salt}":
+        key = (key * 1_000_003 + ord(ch)) & M64
+    return key
+
+
+def format_datetimes(epochs: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """ISO 8601 with offset, no milliseconds (``2026-11-03T14:05:09+05:30``); -1 becomes empty."""
+    local = (epochs + OFFSET_SECONDS[offsets]).astype("datetime64[s]")
+    text = np.datetime_as_string(local, unit="s").astype(object) + OFFSET_TEXT[offsets]
+    return np.where(epochs < 0, "", text).astype(object)
 
 
 def has_edited_occurrence(idx: int) -> bool:
+    """Every 14th event (a weekly series, see RRULE) has its second occurrence moved by an hour."""
     return idx % 14 == 3

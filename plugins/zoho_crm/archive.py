@@ -13,11 +13,13 @@ import struct
 import tempfile
 import zipfile
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import IO
 
 FILE_TYPES = ("csv", "ics")
-CHUNK_BYTES = 1 << 20
+CHUNK_BYTES = 256 << 10
 # Tiny members compress extremely well without being dangerous; ratios are judged past this size.
 RATIO_MIN_BYTES = 1 << 20
 
@@ -53,8 +55,13 @@ def extract_page(
     file_type: str,
     max_member_bytes: int = 4 * 2**30,
     max_ratio: float = 200.0,
+    on_chunk: Callable[[bytes], None] | None = None,
 ) -> ExtractedPage:
-    """Extract the only member of ``zip_path`` to ``dest_dir/<member basename>`` after safety checks."""
+    """Extract the only member of ``zip_path`` to ``dest_dir/<member basename>`` after safety checks.
+
+    ``on_chunk`` receives each extracted chunk in order (to validate while extracting); the data is only
+    trustworthy once this function returns (the CRC is checked at the end).
+    """
     if file_type not in FILE_TYPES:
         raise ValueError(f"file_type must be one of {FILE_TYPES}, got {file_type!r}")
     zip_path, dest_dir = Path(zip_path), Path(dest_dir)
@@ -67,7 +74,7 @@ def extract_page(
                 warnings.append(f"member is named {info.filename!r}, expected {expected!r}")
             dest_dir.mkdir(parents=True, exist_ok=True)
             final = dest_dir / PurePosixPath(info.filename).name
-            size, digest = _stream_member(archive, info, final, max_member_bytes, max_ratio, zip_path)
+            size, digest = _stream_member(archive, info, final, max_member_bytes, max_ratio, zip_path, on_chunk)
     except (zipfile.BadZipFile, EOFError, zlib.error, struct.error) as exc:
         raise CorruptArchiveError(
             f"{zip_path}: corrupt or truncated zip ({exc}); download the page again"
@@ -118,6 +125,13 @@ def _check_member(
     return info
 
 
+def _open_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> IO[bytes]:
+    try:
+        return archive.open(info)
+    except OSError as exc:  # the member's offset points outside the file
+        raise zipfile.BadZipFile(f"member header unreadable: {exc}") from exc
+
+
 def _stream_member(
     archive: zipfile.ZipFile,
     info: zipfile.ZipInfo,
@@ -125,6 +139,7 @@ def _stream_member(
     max_member_bytes: int,
     max_ratio: float,
     zip_path: Path,
+    on_chunk: Callable[[bytes], None] | None,
 ) -> tuple[int, str]:
     """Copy the member to a temp file beside ``final`` enforcing caps while streaming; rename on success."""
     ratio_cap = max(RATIO_MIN_BYTES, max_ratio * max(info.compress_size, 1))
@@ -132,7 +147,7 @@ def _stream_member(
     size = 0
     fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=f".{final.name}.", suffix=".part")
     try:
-        with os.fdopen(fd, "wb") as out, archive.open(info) as member:
+        with os.fdopen(fd, "wb") as out, _open_member(archive, info) as member:
             while chunk := member.read(CHUNK_BYTES):
                 size += len(chunk)
                 if size > max_member_bytes:
@@ -146,6 +161,8 @@ def _stream_member(
                     )
                 digest.update(chunk)
                 out.write(chunk)
+                if on_chunk:
+                    on_chunk(chunk)
         os.replace(tmp, final)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

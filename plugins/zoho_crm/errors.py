@@ -41,6 +41,9 @@ RESOLUTIONS: dict[str, str] = {
     "INVALID_CALLBACK_URL": "The callback URL is invalid: give a reachable https URL or none.",
     "INVALID_CALLBACK_METHOD": "The callback method must be 'post'.",
     "REQUEST_BODY_NOT_SUPPORTED": "The request body is not accepted (e.g. fields with ICS, no query): fix the body.",
+    "INVALID_REQUEST": "Zoho refused the request (e.g. downloading a job that is not COMPLETED): wait for "
+    "the job to complete first.",
+    "FIELD_NOT_AVAILABLE": "A field in 'fields' does not exist in the module: check the field API names.",
     "invalid_client": "Zoho does not know this client id/secret for this data centre: fix the connection's login, "
     "password or data_center.",
     "invalid_code": "The refresh token is invalid or revoked: generate a new one and update the connection's "
@@ -163,6 +166,8 @@ _CODE_FAMILIES: dict[str, type[ZohoError]] = {
     "INVALID_CALLBACK_METHOD": ZohoRequestError,
     "REQUEST_BODY_NOT_SUPPORTED": ZohoRequestError,
     "INVALID_DATA": ZohoRequestError,
+    "INVALID_REQUEST": ZohoRequestError,
+    "FIELD_NOT_AVAILABLE": ZohoRequestError,
     "RESOURCE_NOT_FOUND": ZohoNotFoundError,
     "TOO_MANY_REQUESTS": ZohoRateLimitError,
     "INTERNAL_ERROR": ZohoTransientError,

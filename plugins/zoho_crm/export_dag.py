@@ -4,12 +4,13 @@
 from __future__ import annotations
 
 import json
+import logging
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pendulum
-from airflow.sdk import DAG, AssetAlias, Context, CronDataIntervalTimetable, Param, get_current_context, task
+from airflow.sdk import DAG, AssetAlias, Context, CronDataIntervalTimetable, Param, task
 from airflow.sdk.exceptions import AirflowFailException
 
 from zoho_crm.bulk_read_query import InvalidBulkReadQuery
@@ -23,6 +24,8 @@ from zoho_crm.operators.bulk_read import ZohoBulkReadOperator
 from zoho_crm.operators.download import ZohoBulkReadDownloadOperator
 from zoho_crm.operators.pages import ZohoBulkReadPagesOperator
 from zoho_crm.sensors.bulk_read_job import ZohoBulkReadJobSensor
+
+log = logging.getLogger(__name__)
 
 DEFAULT_POOL = "zoho_crm_downloads"
 EXPORTS_ALIAS = AssetAlias("zoho-crm-exports")
@@ -145,7 +148,7 @@ def build_export_dag(
             except ZohoError as err:
                 if err.code != "OAUTH_SCOPE_MISMATCH":
                     raise
-                get_current_context()["ti"].log.warning(
+                log.warning(
                     "No %s scope: CSV types are not checked (%s).", FIELDS_READ_SCOPE, err.code
                 )
                 return None
@@ -180,7 +183,7 @@ def build_export_dag(
                 Asset(module_asset_uri(query["module"])),
                 extra={"manifest": summary["manifest"], "records": summary["record_count"]},
             )
-            get_current_context()["ti"].log.info(
+            log.info(
                 "Exported %s: %d record(s) in %d page(s) -> %s",
                 query["module"], summary["record_count"], summary["page_count"], summary["manifest"],
             )

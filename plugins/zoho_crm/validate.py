@@ -40,10 +40,10 @@ def main(argv: list[str] | None = None) -> int:
         try:
             metadata = json.loads(args.fields_metadata.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
-            print(f"{args.fields_metadata}: cannot read field metadata JSON: {exc}", file=sys.stderr)
+            print(f"error: {args.fields_metadata}: cannot read field metadata JSON: {exc}", file=sys.stderr)
             return EXIT_UNREADABLE
     if not args.zip.is_file():
-        print(f"{args.zip}: no such file", file=sys.stderr)
+        print(f"error: {args.zip}: no such file", file=sys.stderr)
         return EXIT_UNREADABLE
     output_dir = args.output_dir or Path(tempfile.mkdtemp(prefix=f"{args.zip.stem}.", dir=args.zip.parent))
     fields = [name.strip() for name in args.fields.split(",") if name.strip()]

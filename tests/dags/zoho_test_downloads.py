@@ -1,6 +1,9 @@
 """Test DAG: create Bulk Read jobs, wait for them deferred, download each through the rate-limit pool.
 
 Run conf: ``modules`` (one job per entry; repeats allowed) and ``output_dir``. Used by tests/download and the bench.
+Retries cover Airflow 3.3's stale defer-exit race (apache/airflow#72716, #67287: a deferred task whose trigger
+fires quickly can be failed by the scheduler under load). The downloads' retry_delay must stay >= the connection's
+download_window_seconds (tests and bench use <= 15 s); the operator refuses to run otherwise.
 """
 
 from __future__ import annotations
@@ -8,6 +11,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from airflow.sdk import DAG, Param, task
+
 from zoho_crm.operators.bulk_read import ZohoBulkReadOperator
 from zoho_crm.operators.download import ZohoBulkReadDownloadOperator
 from zoho_crm.rate_limit import DEFAULT_POOL
@@ -31,12 +35,18 @@ with DAG(
 
     created = ZohoBulkReadOperator.partial(task_id="create_job", file_type="csv").expand(module=job_modules())
     completed = ZohoBulkReadJobSensor.partial(
-        task_id="wait_for_job", deferrable=True, poll_interval=1, max_poll_interval=2, timeout=600
+        task_id="wait_for_job",
+        deferrable=True,
+        poll_interval=1,
+        max_poll_interval=2,
+        timeout=600,
+        retries=3,
+        retry_delay=timedelta(seconds=2),
     ).expand(job_id=created.output.map(lambda job: job["job_id"]))
     ZohoBulkReadDownloadOperator.partial(
         task_id="download",
         output_dir="{{ params.output_dir }}/{{ run_id | replace(':', '_') | replace('+', '_') }}",
         pool=DEFAULT_POOL,
-        retries=1,
-        retry_delay=timedelta(seconds=65),
+        retries=2,
+        retry_delay=timedelta(seconds=20),
     ).expand(job=completed.output)

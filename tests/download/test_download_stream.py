@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import requests
+
 from zoho_crm.errors import ZohoRequestError
 from zoho_crm.operators.download import IncompleteDownloadError, file_name_from_disposition, stream_to_file
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+
 from zoho_crm.rate_limit import hold_until, max_in_sliding_window, utilisation
 
 

@@ -26,7 +26,7 @@ pytestmark = pytest.mark.stack
 
 MAIN_DAG = "zoho_crm_bulk_read"
 SCHEDULED_DAG = "zoho_crm_leads_csv"
-WINDOW = 3
+WINDOW = 10
 LEADS = 2500
 PER_PAGE = 1000
 

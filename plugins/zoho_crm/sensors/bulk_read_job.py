@@ -24,6 +24,8 @@ class ZohoBulkReadJobSensor(BaseSensorOperator):
 
     FAILURE fails the task with Zoho's code and message; an unknown job fails at once; a timeout fails with how
     long it waited and the last state seen. Deferrable mode waits in the triggerer (no worker slot held).
+    In ``mode="reschedule"`` keep ``poll_interval`` well above the scheduler's loop latency (>= 15 s): Airflow can
+    fail a reschedule sensor on a late executor event (apache/airflow#71172).
     """
 
     template_fields: Sequence[str] = ("job_id",)
@@ -59,6 +61,9 @@ class ZohoBulkReadJobSensor(BaseSensorOperator):
                     f"Zoho bulk read job {self.job_id} did not finish within {self.timeout:.0f}s; "
                     f"last state seen: {self._last_state}. Raise timeout or check the job in Zoho."
                 ) from None
+        first = self.poke(context)  # a job that is already done needs no deferral
+        if first.is_done:
+            return first.xcom_value
         self.defer(
             trigger=ZohoBulkReadJobTrigger(
                 job_id=str(self.job_id),
@@ -73,7 +78,8 @@ class ZohoBulkReadJobSensor(BaseSensorOperator):
 
     def poke(self, context: Context) -> PokeReturnValue:
         try:
-            details = ZohoCRMHook(self.zoho_conn_id).get_bulk_read_job(str(self.job_id))
+            # One attempt per poke: the sensor's own poke loop is the retry (like the trigger's polling).
+            details = ZohoCRMHook(self.zoho_conn_id, retry_attempts=1).get_bulk_read_job(str(self.job_id))
         except ZohoError as err:
             if err.retryable:
                 self.log.warning("Could not read job %s this time, will poke again: %s", self.job_id, err)

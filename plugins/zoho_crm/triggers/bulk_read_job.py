@@ -9,6 +9,7 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
+from zoho_crm.deferral import MIN_DEFERRAL_SECONDS
 from zoho_crm.errors import ZohoError
 from zoho_crm.hooks.zoho_crm import ZohoCRMHook
 
@@ -56,6 +57,7 @@ class ZohoBulkReadJobTrigger(BaseTrigger):
         max_poll_interval: float = 60.0,
         deadline: float | None = None,
         started_at: float | None = None,
+        resume_after: float = MIN_DEFERRAL_SECONDS,
     ) -> None:
         super().__init__()
         self.job_id = str(job_id)
@@ -64,6 +66,7 @@ class ZohoBulkReadJobTrigger(BaseTrigger):
         self.max_poll_interval = float(max(max_poll_interval, poll_interval))
         self.started_at = float(started_at if started_at is not None else time.time())
         self.deadline = float(deadline if deadline is not None else self.started_at + 6 * 3600)
+        self.resume_after = float(resume_after)
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -75,6 +78,7 @@ class ZohoBulkReadJobTrigger(BaseTrigger):
                 "max_poll_interval": self.max_poll_interval,
                 "deadline": self.deadline,
                 "started_at": self.started_at,
+                "resume_after": self.resume_after,
             },
         )
 
@@ -97,6 +101,9 @@ class ZohoBulkReadJobTrigger(BaseTrigger):
         state: str | None = None
         last_problem = ""
         try:
+            # The task checked the job just before deferring: wait before polling again, and never resume it
+            # sooner than resume_after seconds (MIN_DEFERRAL_SECONDS by default, see zoho_crm.deferral).
+            await asyncio.sleep(max(0.0, self.started_at + max(interval, self.resume_after) - time.time()))
             while True:
                 try:
                     details = await hook.aget_bulk_read_job(self.job_id)

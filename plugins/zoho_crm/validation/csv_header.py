@@ -5,28 +5,59 @@ from __future__ import annotations
 import csv
 import io
 from collections import Counter
-from pathlib import Path
+from collections.abc import Iterator
+from dataclasses import dataclass
 
+from zoho_crm.validation.csv_pieces import first_boundary
 from zoho_crm.validation.report import ValidationReport
 
 BOM = b"\xef\xbb\xbf"
 ID_COLUMNS = ("id", "Id")
 HEADER = "line 1 (header)"
+MAX_HEADER_BYTES = 1 << 20
 
 
-def read_header(path: Path) -> tuple[list[str] | None, bool]:
-    """Header names (None for an empty file) and whether the file starts with a UTF-8 BOM."""
-    with open(path, "rb") as raw:
-        bom = raw.read(3) == BOM
-        raw.seek(0)
-        text = io.TextIOWrapper(raw, encoding="utf-8-sig", errors="surrogateescape", newline="")
-        return next(csv.reader(text), None), bom
+@dataclass
+class Header:
+    """The header row: names (None when missing), BOM, where the data starts, and the bytes read past it."""
+
+    names: list[str] | None
+    bom: bool
+    data_offset: int
+    first_line: int
+    rest: bytes = b""
+    problem: str | None = None
+
+
+def read_header(chunks: Iterator[bytes]) -> Header:
+    """Read the header row from the start of a stream of chunks (consuming only what it needs)."""
+    data = b""
+    while not first_boundary(data) and len(data) < MAX_HEADER_BYTES:
+        chunk = next(chunks, None)
+        if chunk is None:
+            break
+        data += chunk
+    bom = data.startswith(BOM)
+    start = len(BOM) if bom else 0
+    if not data[start:]:
+        return Header(None, bom, start, 2, problem="file is empty: no header row")
+    cut = first_boundary(data[start:])
+    if not cut:
+        if len(data) >= MAX_HEADER_BYTES:
+            return Header(None, bom, start, 2, problem=f"no end of the header row in the first {len(data)} bytes")
+        cut = len(data) - start
+    raw = data[start : start + cut]
+    names = next(csv.reader(io.StringIO(raw.decode("utf-8", "surrogateescape"), newline="\n")), [])
+    return Header(names, bom, start + cut, 1 + raw.count(b"\n"), data[start + cut :])
 
 
 def check_header(
     report: ValidationReport, names: list[str], fields: list[str] | None, metadata_names: list[str] | None
 ) -> int | None:
     """Record header problems in ``report``; return the index of the id column (None if missing)."""
+    if not names:
+        report.error(HEADER, "empty header row")
+        return None
     for position, name in enumerate(names, start=1):
         if not name.strip():
             report.error(f"column {position}", "empty column name in the header")

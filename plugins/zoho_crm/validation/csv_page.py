@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from zoho_crm.validation.csv_header import HEADER, check_header, read_header
-from zoho_crm.validation.csv_locate import RAGGED_LIMIT, locate, position
+from zoho_crm.validation.csv_pieces import file_chunks, iter_pieces
 from zoho_crm.validation.csv_scan import scan_csv
 from zoho_crm.validation.digest import file_sha256
 from zoho_crm.validation.field_types import FORMAT_BY_DATA_TYPE, ValueFormat, metadata_fields
@@ -19,50 +20,57 @@ def validate_csv(
     fields: list[str] | None = None,
     field_metadata: list[dict] | dict | None = None,
     expected_count: int | None = None,
-    sha256: str | None = None,
 ) -> ValidationReport:
-    """Validate a CSV page. ``sha256`` may pass the digest already computed while extracting."""
-    started = time.perf_counter()
+    """Validate a CSV page file."""
     path = Path(path)
-    report = ValidationReport(file=str(path), file_type="csv")
-    report.sha256 = sha256 or file_sha256(path)
-    names, bom = read_header(path)
-    if bom:
+    report = validate_csv_stream(file_chunks(path), lambda: path, fields=fields, field_metadata=field_metadata,
+                                 expected_count=expected_count)
+    report.file, report.sha256 = str(path), file_sha256(path)
+    return report
+
+
+def validate_csv_stream(
+    chunks: Iterator[bytes],
+    path_of: Callable[[], Path],
+    *,
+    fields: list[str] | None = None,
+    field_metadata: list[dict] | dict | None = None,
+    expected_count: int | None = None,
+) -> ValidationReport:
+    """Validate a CSV page arriving as byte chunks (e.g. while it is being extracted).
+
+    ``path_of`` names the complete file once the chunks are exhausted; it is read again only to locate
+    repeated ids. The caller sets ``file`` and ``sha256``.
+    """
+    started = time.perf_counter()
+    report = ValidationReport(file="", file_type="csv")
+    chunks = iter(chunks)
+    header = read_header(chunks)
+    if header.bom:
         report.warn("line 1", "file starts with a UTF-8 byte order mark (tolerated)")
-    if names is None:
-        report.error(HEADER, "file is empty: no header row")
+    if header.names is None:
+        report.error(HEADER, header.problem or "no header row")
         return report
-    report.columns = names
+    names = report.columns = header.names
     metadata = metadata_fields(field_metadata)
-    metadata_names = [f["api_name"] for f in metadata] if metadata else None
-    id_index = check_header(report, names, fields, metadata_names)
+    id_index = check_header(report, names, fields, [f["api_name"] for f in metadata] if metadata else None)
     formats = _column_formats(report, names, metadata)
-    report.timings["header"] = time.perf_counter() - started
+    if not names:
+        return report
 
     scan_started = time.perf_counter()
-    scan = scan_csv(path, names, id_index, formats)
+    scan = scan_csv(
+        iter_pieces(chunks, header.first_line, header.rest), names, id_index, formats,
+        reread=lambda: iter_pieces(file_chunks(path_of(), header.data_offset), header.first_line),
+    )
     report.timings["scan"] = time.perf_counter() - scan_started
-    report.records = scan.rows + scan.ragged
-
-    needs_positions = scan.issues or scan.ragged or scan.duplicate_ids or scan.failure
-    if needs_positions:
-        locate_started = time.perf_counter()
-        found = locate(
-            path,
-            len(names),
-            {issue.index for issue in scan.issues},
-            ragged_total=scan.ragged if not scan.failure else 2**62,
-            id_index=id_index,
-            duplicate_ids=frozenset(scan.duplicate_ids),
-            duplicate_total=scan.duplicate_id_count,
-        )
-        report.timings["locate"] = time.perf_counter() - locate_started
-        _report_rows(report, scan, found, names)
-    for where, reason in scan.overflow:
-        report.error(where, reason)
+    report.records = scan.records
+    report.errors += scan.problems
+    if scan.unparsable:
+        report.checks_skipped.append("parts of the file that are not parsable CSV were not checked")
     for j in scan.empty_columns:
         report.warn(f"column {names[j]}", "empty on every row (Zoho empties restricted fields over the API)")
-    if expected_count is not None and report.records != expected_count and not scan.failure:
+    if expected_count is not None and report.records != expected_count:
         report.error("file", f"{report.records} records, but the job reported count {expected_count}")
     report.timings["validate"] = time.perf_counter() - started
     return report
@@ -80,22 +88,3 @@ def _column_formats(report: ValidationReport, names: list[str], metadata: list[d
         report.notes.append(f"values of data types {', '.join(unchecked)} are not format-checked")
     report.notes.append(f"{len(formats)} columns format-checked from field metadata")
     return formats
-
-
-def _report_rows(report: ValidationReport, scan, found, names: list[str]) -> None:
-    if scan.failure:
-        report.error("file", f"CSV could not be parsed to the end: {scan.failure}")
-        report.checks_skipped.append("rows after the parse failure were checked for shape and ids only")
-        report.records = found.records
-    for line, record, count in found.ragged:
-        report.error(position(line, record), f"{count} columns, the header has {len(names)}")
-    if scan.ragged > RAGGED_LIMIT:
-        report.error("rows", f"{scan.ragged} rows in total do not have the header's {len(names)} columns")
-    for issue in sorted(scan.issues, key=lambda i: i.index):
-        line, record = found.positions.get(issue.index, (0, 0))
-        where = position(line, record, issue.column) if line else f"row {issue.index + 1}, column {issue.column}"
-        report.error(where, issue.reason)
-    for line, record, value in found.duplicates:
-        report.error(position(line, record, report.id_column), f"duplicate record id {value}")
-    if scan.duplicate_id_count > len(found.duplicates):
-        report.error(f"column {report.id_column}", f"{scan.duplicate_id_count} repeated record ids in total")

@@ -1,187 +1,316 @@
-"""Fast streaming pass over a CSV page with pyarrow: shape, UTF-8, ids and value formats, in bounded memory.
+"""Fast pass over a CSV page with pyarrow: shape, UTF-8, ids and value formats, in bounded memory.
 
-Rows are addressed here by their index among the well-shaped rows; ``csv_locate`` maps them to line and
-record numbers afterwards, only when something was found.
+The file is cut into ~1 MiB pieces of whole records, each parsed by ``pyarrow.csv.read_csv`` and checked
+with vectorised ``pyarrow.compute`` calls. Only a piece where something was found is walked again with the
+stdlib csv module to name line and record numbers.
 """
 
 from __future__ import annotations
 
+import os
+import struct
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 
-import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.csv as pa_csv
+# pyarrow's mimalloc commits whole arena chunks up front by default, ~10 MB of RSS for nothing here. Read once
+# when pyarrow loads; an explicit setting wins, and it has no effect if pyarrow was imported before this module.
+os.environ.setdefault("MIMALLOC_ARENA_EAGER_COMMIT", "0")
 
-from zoho_crm.validation.field_types import ValueFormat
+import numpy as np  # noqa: E402
+import pyarrow as pa  # noqa: E402
+import pyarrow.compute as pc  # noqa: E402
+import pyarrow.csv as pa_csv  # noqa: E402
 
-BLOCK_BYTES = 1 << 20
+from zoho_crm.validation.csv_pieces import Piece, locate_in_piece  # noqa: E402
+from zoho_crm.validation.field_types import ValueFormat  # noqa: E402
+from zoho_crm.validation.report import Problem  # noqa: E402
+
 EXAMPLES_PER_CHECK = 5
-_SMALL_ID = r"^[1-9][0-9]{0,18}$"
+RAGGED_LIMIT = 20
+DUPLICATE_LIMIT = 20
+_ZOHO_ID = r"^[1-9][0-9]{0,18}$"
 
 
-@dataclass
-class RowIssue:
-    """A problem at a well-shaped row (its 0-based index among well-shaped rows)."""
-
-    index: int
-    column: str | None
-    reason: str
+def position(line: int, record: int, column: str | None = None) -> str:
+    """The report's position text, e.g. "line 12 (record 10), column Email"."""
+    text = f"line {line} (record {record})"
+    return f"{text}, column {column}" if column else text
 
 
 @dataclass
 class ScanResult:
-    """What the streaming pass found."""
+    """What the pass found: record count, problems in file order, columns empty on every row."""
 
-    rows: int = 0
-    ragged: int = 0
-    issues: list[RowIssue] = field(default_factory=list)
-    overflow: list[tuple[str, str]] = field(default_factory=list)
+    records: int = 0
+    problems: list[Problem] = field(default_factory=list)
     empty_columns: list[int] = field(default_factory=list)
-    duplicate_ids: set[str] = field(default_factory=set)
-    duplicate_id_count: int = 0
-    failure: str | None = None
+    unparsable: bool = False
 
 
-class _Counter:
-    """Counts issues per check and keeps only the first few examples."""
+@dataclass
+class _Layout:
+    names: list[str]
+    id_index: int | None
+    formats: dict[int, ValueFormat]
 
-    def __init__(self, result: ScanResult) -> None:
-        self.result = result
-        self.seen: dict[tuple[str | None, str], int] = {}
 
-    def add(self, indices: list[int], values: list, total: int, column: str | None, reason: str) -> None:
-        key = (column, reason)
-        before = self.seen.get(key, 0)
-        self.seen[key] = before + total
-        room = max(0, EXAMPLES_PER_CHECK - before)
-        self.result.issues += [
-            RowIssue(i, column, f"{reason}: {_show(value)}" if value else reason)
-            for i, value in zip(indices[:room], values[:room], strict=False)
+class _Tally:
+    """Counts findings per check, keeps the first few as examples and reports the totals at the end."""
+
+    def __init__(self) -> None:
+        self.totals: dict[tuple[str, str], int] = {}
+
+    def room(self, key: tuple[str, str], limit: int = EXAMPLES_PER_CHECK) -> int:
+        return max(0, limit - self.totals.get(key, 0))
+
+    def add(self, key: tuple[str, str], count: int) -> None:
+        self.totals[key] = self.totals.get(key, 0) + count
+
+    def overflow(self, limit_of: dict[str, int]) -> list[Problem]:
+        return [
+            Problem(where, f"{total} in total: {reason}")
+            for (where, reason), total in self.totals.items()
+            if total > limit_of.get(reason, EXAMPLES_PER_CHECK)
         ]
-
-    def finish(self) -> None:
-        for (column, reason), total in self.seen.items():
-            if total > EXAMPLES_PER_CHECK:
-                where = f"column {column}" if column else "rows"
-                self.result.overflow.append((where, f"{total} rows in total: {reason}"))
 
 
 def scan_csv(
-    path: Path, names: list[str], id_index: int | None, formats: dict[int, ValueFormat]
+    pieces: Iterator[Piece],
+    names: list[str],
+    id_index: int | None,
+    formats: dict[int, ValueFormat],
+    *,
+    reread: Callable[[], Iterator[Piece]],
 ) -> ScanResult:
-    """Stream ``path`` (header already read as ``names``) and check every row."""
-    result = ScanResult()
-    counter = _Counter(result)
-    generated = [f"c{i}" for i in range(len(names))]
-
-    def on_invalid_row(row: pa_csv.InvalidRow) -> str:
-        result.ragged += 1
-        return "skip"
-
-    reader = pa_csv.open_csv(
-        str(path),
-        read_options=pa_csv.ReadOptions(
-            column_names=generated, skip_rows_after_names=1, block_size=BLOCK_BYTES
-        ),
-        parse_options=pa_csv.ParseOptions(
-            newlines_in_values=True, ignore_empty_lines=False, invalid_row_handler=on_invalid_row
-        ),
-        convert_options=pa_csv.ConvertOptions(
-            column_types=dict.fromkeys(generated, pa.binary()),
-            strings_can_be_null=False,
-            quoted_strings_can_be_null=False,
-        ),
-    )
-    maybe_empty = set(range(len(names))) - ({id_index} if id_index is not None else set())
-    ids = _IdCollector()
-    try:
-        for batch in reader:
-            offset = result.rows
-            result.rows += batch.num_rows
-            for j, column in enumerate(batch.columns):
-                _check_utf8(column, offset, counter, names[j])
-                if j in maybe_empty and pc.max(pc.binary_length(column)).as_py():
-                    maybe_empty.discard(j)
-            for j, value_format in formats.items():
-                ok = pc.match_substring_regex(batch.column(j), value_format.pattern)
-                if not pc.all(ok).as_py():
-                    _report_mask(pc.invert(ok), batch.column(j), offset, counter, names[j], f"not {value_format.expected}")
-            if id_index is not None:
-                id_column = batch.column(id_index)
-                _report_mask(pc.equal(id_column, b""), id_column, offset, counter, names[id_index], "empty record id")
-                ids.add(id_column)
-    except pa.ArrowInvalid as exc:
-        result.failure = str(exc)
-    counter.finish()
-    result.empty_columns = sorted(maybe_empty) if result.rows else []
-    result.duplicate_ids, result.duplicate_id_count = ids.duplicates()
+    """Check every record of ``pieces`` (the data after the header); ``reread`` starts the pieces over
+    (only needed when ids repeat, to name the records)."""
+    layout = _Layout(names, id_index, formats)
+    result, tally, ids = ScanResult(), _Tally(), _IdCollector()
+    maybe_empty = set(range(len(names))) - {id_index}
+    groups: dict[ValueFormat, list[int]] = {}
+    for j, value_format in formats.items():
+        groups.setdefault(value_format, []).append(j)
+    checked = {j for group in groups.values() for j in group} | ({id_index} - {None})
+    for piece in pieces:
+        piece.records_before = result.records
+        # Only the columns something still looks at are converted (cheaper); every column is checked for
+        # shape by the parser and for UTF-8 on the whole piece.
+        table, ragged, utf8_ok, failure = _parse(piece.data, names, sorted(checked | maybe_empty))
+        if failure:
+            _report_unparsable(piece, names, failure, result)
+            continue
+        result.records += table.num_rows + ragged
+        examples: list[tuple[int, str, str]] = []  # (row index, column, reason)
+        for j in list(maybe_empty):
+            if pc.max(pc.binary_length(table.column(f"c{j}"))).as_py():
+                maybe_empty.discard(j)
+        for value_format, columns in groups.items():
+            if _all_match(table, columns, value_format):
+                continue
+            for j in columns:
+                column = table.column(f"c{j}")
+                ok = pc.match_substring_regex(column, value_format.pattern)
+                _collect(pc.invert(ok), column, names[j], f"not {value_format.expected}", tally, examples)
+        if id_index is not None:
+            id_column = table.column(f"c{id_index}")
+            if not ids.add(id_column):
+                _collect(_is_empty(id_column), None, names[id_index], "empty record id", tally, examples)
+        if examples or ragged or not utf8_ok:
+            _report_positions(piece, layout, examples, tally, result)
+    result.empty_columns = sorted(maybe_empty) if result.records else []
+    result.problems += tally.overflow({"ragged": RAGGED_LIMIT})
+    if id_index is not None:
+        result.problems += _duplicate_ids(reread(), layout, ids)
     return result
 
 
-def _report_mask(mask: pa.Array, values_of: pa.Array, offset: int, counter: _Counter, column: str, reason: str) -> None:
-    total = pc.sum(mask).as_py() or 0
-    if total:
-        first = pc.indices_nonzero(mask)[:EXAMPLES_PER_CHECK]
-        values = values_of.take(first).to_pylist()
-        counter.add([offset + i for i in first.to_pylist()], values, total, column, reason)
+def _parse(data: bytes, names: list[str], include: list[int]):
+    """Parse one piece, converting the ``include`` columns (named ``c<index>``).
 
+    Returns (table, ragged row count, UTF-8 valid, failure message or None); with invalid UTF-8 the values
+    are binary so that the other checks still run.
+    """
+    ragged = 0
 
-def _check_utf8(column: pa.Array, offset: int, counter: _Counter, name: str) -> None:
+    def on_ragged(row: pa_csv.InvalidRow) -> str:
+        nonlocal ragged
+        ragged += 1
+        return "skip"
+
+    utf8_ok = _is_utf8(data)
+    generated = [f"c{i}" for i in range(len(names))]
     try:
-        column.view(pa.string()).validate(full=True)
+        table = pa_csv.read_csv(
+            pa.BufferReader(data),
+            read_options=pa_csv.ReadOptions(column_names=generated, block_size=len(data) + 1, use_threads=False),
+            parse_options=pa_csv.ParseOptions(
+                newlines_in_values=True, ignore_empty_lines=False, invalid_row_handler=on_ragged
+            ),
+            convert_options=pa_csv.ConvertOptions(
+                column_types=dict.fromkeys(generated, pa.string() if utf8_ok else pa.binary()),
+                check_utf8=False,
+                strings_can_be_null=False,
+                quoted_strings_can_be_null=False,
+                include_columns=[generated[j] for j in include],
+            ),
+        )
+    except pa.ArrowInvalid as exc:
+        return None, 0, utf8_ok, str(exc)
+    return table, ragged, utf8_ok, None
+
+
+def _is_utf8(data: bytes) -> bool:
+    """Whole-piece UTF-8 check with Arrow's fast validator (one string value spanning the piece)."""
+    offsets = pa.py_buffer(struct.pack("<ii", 0, len(data)))
+    try:
+        pa.Array.from_buffers(pa.string(), 1, [None, offsets, pa.py_buffer(data)]).validate(full=True)
     except pa.ArrowInvalid:
-        bad = [i for i, value in enumerate(column.to_pylist()) if not _is_utf8(value)]
-        counter.add([offset + i for i in bad], [None] * len(bad), len(bad), name, "invalid UTF-8")
-
-
-def _show(value: bytes, limit: int = 40) -> str:
-    text = value.decode("utf-8", "replace")
-    return repr(text if len(text) <= limit else text[:limit] + "...")
-
-
-def _is_utf8(value: bytes) -> bool:
-    try:
-        value.decode("utf-8")
-    except UnicodeDecodeError:
         return False
     return True
 
 
+def _all_match(table: pa.Table, columns: list[int], value_format: ValueFormat) -> bool:
+    """One regex call for all columns of a format (each call compiles the pattern)."""
+    chunks = [chunk for j in columns for chunk in table.column(f"c{j}").chunks]
+    combined = pa.chunked_array(chunks, table.column(f"c{columns[0]}").type)
+    return bool(pc.all(pc.match_substring_regex(combined, value_format.pattern)).as_py())
+
+
+def _is_empty(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    # No Python scalars here: converting one makes pyarrow import pandas (tens of MB of RSS).
+    return pc.invert(pc.cast(pc.binary_length(column), pa.bool_()))
+
+
+def _collect(mask, values, column: str, reason: str, tally: _Tally, examples: list) -> None:
+    total = pc.sum(mask).as_py() or 0
+    if not total:
+        return
+    key = (f"column {column}", reason)
+    room = tally.room(key)
+    tally.add(key, total)
+    if room:
+        indices = pc.indices_nonzero(mask)[:room]
+        shown = values.take(indices).to_pylist() if values is not None else [None] * len(indices)
+        examples += [
+            (i, column, f"{reason}: {_show(value)}" if value else reason)
+            for i, value in zip(indices.to_pylist(), shown, strict=True)
+        ]
+
+
+def _report_positions(piece: Piece, layout: _Layout, examples: list, tally: _Tally, result: ScanResult) -> None:
+    found = locate_in_piece(piece, len(layout.names), {index for index, _, _ in examples})
+    problems: list[tuple[int, int, Problem]] = []
+    ragged_key = ("rows", "ragged")
+    for line, record, count in found.ragged[: tally.room(ragged_key, RAGGED_LIMIT)]:
+        problems.append((line, 0, Problem(position(line, record), f"{count} columns, the header has "
+                                                                  f"{len(layout.names)}")))
+    tally.add(ragged_key, len(found.ragged))
+    for line, record, j in found.bad_utf8:
+        key = (f"column {layout.names[j]}", "invalid UTF-8")
+        if tally.room(key):
+            problems.append((line, j, Problem(position(line, record, layout.names[j]), "invalid UTF-8")))
+        tally.add(key, 1)
+    for index, column, reason in examples:
+        line, record = found.positions.get(index, (piece.first_line, 0))
+        problems.append((line, 0, Problem(position(line, record, column), reason)))
+    if found.failure:
+        problems.append((0, 0, Problem("file", f"stdlib csv could not re-read the rows near {found.failure}")))
+    result.problems += [problem for _, _, problem in sorted(problems, key=lambda p: (p[0], p[1]))]
+
+
+def _report_unparsable(piece: Piece, names: list[str], failure: str, result: ScanResult) -> None:
+    found = locate_in_piece(piece, len(names), set())
+    last = piece.first_line + piece.data.count(b"\n")
+    result.problems.append(Problem(f"lines {piece.first_line}-{last}", f"not parsable as CSV: {failure}"))
+    result.records += found.records
+    result.unparsable = True
+
+
+def _duplicate_ids(pieces: Iterator[Piece], layout: _Layout, ids: _IdCollector) -> list[Problem]:
+    """Second pass, only when ids repeat: name the records holding a repeated id (first few)."""
+    repeated, extra = ids.duplicates()
+    if not repeated:
+        return []
+    value_set = pa.array(sorted(repeated), pa.binary())
+    id_name = layout.names[layout.id_index]
+    seen: set[bytes] = set()
+    problems: list[Problem] = []
+    records = 0
+    for piece in pieces:
+        piece.records_before = records
+        table, ragged, _, failure = _parse(piece.data, layout.names, [layout.id_index])
+        if failure:
+            break
+        records += table.num_rows + ragged
+        column = table.column(0).cast(pa.binary())
+        hits = pc.indices_nonzero(pc.is_in(column, value_set=value_set)).to_pylist()
+        if not hits:
+            continue
+        found = locate_in_piece(piece, len(layout.names), set(hits))
+        for index, value in zip(hits, column.take(hits).to_pylist(), strict=True):
+            if value in seen and len(problems) < DUPLICATE_LIMIT:
+                line, record = found.positions.get(index, (piece.first_line, 0))
+                problems.append(Problem(position(line, record, id_name),
+                                        f"duplicate record id {value.decode('utf-8', 'replace')}"))
+            seen.add(value)
+        if len(problems) >= DUPLICATE_LIMIT:
+            break
+    if extra > len(problems):
+        problems.append(Problem(f"column {id_name}", f"{extra} repeated record ids in total"))
+    return problems
+
+
+def _show(value: str | bytes, limit: int = 40) -> str:
+    text = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+    return repr(text if len(text) <= limit else text[:limit] + "...")
+
+
+def _int64_values(array: pa.Array) -> np.ndarray:
+    """A numpy copy of a null-free int64 array (``to_numpy`` would import pandas, tens of MB)."""
+    return np.frombuffer(array.buffers()[1], np.int64, len(array), array.offset * 8).copy()
+
+
 class _IdCollector:
-    """Collects ids compactly (int64 while they are plain Zoho numbers) and finds duplicates at the end."""
+    """Collects ids compactly (int64 while they are plain Zoho numbers) and finds repeats at the end."""
 
     def __init__(self) -> None:
         self.numbers: list[np.ndarray] = []
-        self.texts: list[pa.Array] | None = None
+        self.texts: list[pa.ChunkedArray] | None = None
 
-    def add(self, column: pa.Array) -> None:
-        if self.texts is None and pc.all(pc.match_substring_regex(column, _SMALL_ID)).as_py():
-            try:
-                self.numbers.append(pc.cast(column.view(pa.string()), pa.int64()).to_numpy())
-                return
-            except pa.ArrowInvalid:
-                pass
+    def add(self, column: pa.ChunkedArray) -> bool:
+        """Keep the ids of one piece; True when all were plain Zoho numbers (so none is empty)."""
+        if self.texts is None and pa.types.is_string(column.type):
+            if pc.all(pc.match_substring_regex(column, _ZOHO_ID)).as_py():
+                try:
+                    self.numbers.append(_int64_values(pc.cast(column, pa.int64()).combine_chunks()))
+                    return True
+                except pa.ArrowInvalid:  # beyond int64: keep them as text
+                    pass
         if self.texts is None:
-            self.texts = [pa.array([str(n) for n in chunk], pa.binary()) for chunk in self.numbers]
+            self.texts = [pa.chunked_array([pa.array([b"%d" % n for n in chunk], pa.binary())])
+                          for chunk in self.numbers]
             self.numbers = []
-        self.texts.append(column)
+        self.texts.append(column.cast(pa.binary()))
+        return False
 
-    def duplicates(self, limit: int = 1000) -> tuple[set[str], int]:
-        """Up to ``limit`` duplicated non-empty id values and the number of extra occurrences."""
+    def duplicates(self, limit: int = 1000) -> tuple[set[bytes], int]:
+        """Up to ``limit`` repeated non-empty ids and the number of extra occurrences overall."""
         if self.texts is None:
             if not self.numbers:
                 return set(), 0
-            values = np.concatenate(self.numbers)
-            self.numbers = []
+            values = np.empty(sum(len(chunk) for chunk in self.numbers), np.int64)
+            at = 0
+            while self.numbers:  # copy chunk by chunk, freeing each: peak stays near one copy of the ids
+                chunk = self.numbers.pop(0)
+                values[at : at + len(chunk)] = chunk
+                at += len(chunk)
             values.sort()
             repeated = values[1:][values[1:] == values[:-1]]
-            return {str(v) for v in np.unique(repeated[: limit * 10])[:limit]}, int(repeated.size)
-        counts = pc.value_counts(pa.chunked_array(self.texts, pa.binary()))
+            return {b"%d" % v for v in np.unique(repeated)[:limit]}, int(repeated.size)
+        chunks = [chunk for texts in self.texts for chunk in texts.chunks]
         self.texts = []
-        repeated = counts.filter(pc.and_(pc.greater(counts.field("counts"), 1),
-                                         pc.not_equal(counts.field("values"), b"")))
+        counts = pc.value_counts(pa.chunked_array(chunks, pa.binary()))
+        keep = pc.and_(pc.greater(counts.field("counts"), 1), pc.not_equal(counts.field("values"), b""))
+        repeated = counts.filter(keep)
         extra = (pc.sum(repeated.field("counts")).as_py() or 0) - len(repeated)
-        values = repeated.field("values")[:limit].to_pylist()
-        return {v.decode("utf-8", "surrogateescape") for v in values}, extra
+        return set(repeated.field("values")[:limit].to_pylist()), extra

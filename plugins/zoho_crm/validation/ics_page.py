@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import time
+import warnings
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
-
-from dateutil import rrule
 
 if TYPE_CHECKING:
     import icalendar
@@ -20,7 +19,8 @@ def validate_ics(
     path: str | Path, *, expected_count: int | None = None, max_events: int = 20000, sha256: str | None = None
 ) -> ValidationReport:
     """Validate an ICS page; series count once, RECURRENCE-ID overrides are not counted."""
-    import icalendar  # imported here: CSV-only processes stay lighter (memory is a bench target)
+    # Imported here so that CSV-only processes stay lighter (peak memory is a bench target).
+    import icalendar
 
     started = time.perf_counter()
     path = Path(path)
@@ -78,12 +78,23 @@ def _check_event(report: ValidationReport, event: icalendar.Event, where: str, s
     if start is not None and end is not None and _before(end, start):
         report.error(where, f"ends ({end.isoformat()}) before it starts ({start.isoformat()})")
     if "RRULE" in event and "RRULE" not in broken:
-        try:
-            rrule.rrulestr(event["RRULE"].to_ical().decode(), dtstart=start if isinstance(start, datetime) else None)
-        except (ValueError, TypeError) as exc:
-            report.error(where, f"RRULE does not parse: {exc}")
+        problem = _rrule_problem(event["RRULE"].to_ical().decode(), start)
+        if problem:
+            report.error(where, f"RRULE does not parse: {problem}")
     if "RECURRENCE-ID" in event and str(event.get("UID")) not in series:
         report.error(where, "RECURRENCE-ID without a recurring series (VEVENT with RRULE) of the same UID in the file")
+
+
+def _rrule_problem(rule: str, start: date | None) -> str | None:
+    from dateutil import rrule  # see validate_ics: kept out of CSV-only processes
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # dateutil warns (instead of failing) on rules RFC 5545 forbids
+        try:
+            rrule.rrulestr(rule, dtstart=start if isinstance(start, datetime) else None)
+        except (ValueError, TypeError, Warning) as exc:
+            return str(exc)
+    return None
 
 
 def _decoded(event: icalendar.Event, name: str, broken: set[str]):

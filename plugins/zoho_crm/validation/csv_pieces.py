@@ -1,0 +1,130 @@
+"""Cutting a CSV file into pieces of whole records, and finding line/record positions inside one piece.
+
+A newline ends a record when the number of quote characters before it is even (values with quotes are
+quoted and their quotes doubled, so quotes pair up). Pieces are parsed independently, which bounds memory.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PIECE_BYTES = 1 << 20
+csv.field_size_limit(2**31 - 1)  # Zoho text areas can exceed the stdlib's 128 KiB default
+
+
+@dataclass
+class Piece:
+    """Whole records: the bytes, the file line of the first record and the number of records before it."""
+
+    data: bytes
+    first_line: int
+    records_before: int = 0
+
+
+def last_boundary(buf: bytes) -> int:
+    """Offset just past the last newline of ``buf`` that ends a record (0 if none)."""
+    cut = buf.rfind(b"\n") + 1
+    if not cut:
+        return 0
+    quotes = buf.count(b'"', 0, cut)
+    while quotes % 2:
+        previous = buf.rfind(b"\n", 0, cut - 1) + 1
+        if not previous:
+            return 0
+        quotes -= buf.count(b'"', previous, cut)
+        cut = previous
+    return cut
+
+
+def first_boundary(buf: bytes) -> int:
+    """Offset just past the first newline of ``buf`` that ends a record (0 if none)."""
+    start = quotes = 0
+    while (newline := buf.find(b"\n", start)) >= 0:
+        quotes += buf.count(b'"', start, newline)
+        if quotes % 2 == 0:
+            return newline + 1
+        start = newline + 1
+    return 0
+
+
+def file_chunks(path: Path, offset: int = 0) -> Iterator[bytes]:
+    """The file's bytes from ``offset`` on, ``PIECE_BYTES`` at a time."""
+    with open(path, "rb") as handle:
+        handle.seek(offset)
+        while chunk := handle.read(PIECE_BYTES):
+            yield chunk
+
+
+def iter_pieces(chunks: Iterable[bytes], first_line: int, carry: bytes = b"") -> Iterator[Piece]:
+    """Pieces of about ``PIECE_BYTES`` of whole records from a stream of byte chunks that starts at a record
+    (after ``carry``)."""
+    line = first_line
+    parts, size = [carry], len(carry)
+    for data in chunks:
+        parts.append(data)
+        size += len(data)
+        if size < PIECE_BYTES:
+            continue
+        buf = b"".join(parts)
+        cut = last_boundary(buf)
+        if cut:
+            yield Piece(buf[:cut], line)
+            line += buf.count(b"\n", 0, cut)
+            buf = buf[cut:]
+        parts, size = [buf], len(buf)
+    if size:
+        yield Piece(b"".join(parts), line)
+
+
+@dataclass
+class PiecePositions:
+    """Positions inside one piece, from the stdlib csv module: well-shaped row index -> (line, record)."""
+
+    positions: dict[int, tuple[int, int]] = field(default_factory=dict)
+    ragged: list[tuple[int, int, int]] = field(default_factory=list)
+    bad_utf8: list[tuple[int, int, int]] = field(default_factory=list)
+    records: int = 0
+    failure: str | None = None
+
+
+def locate_in_piece(piece: Piece, columns: int, wanted: set[int]) -> PiecePositions:
+    """Walk one piece with the stdlib csv module (only done when the fast pass found something in it).
+
+    Ragged rows are those with another column count (an empty line is a row of empty values, as in pyarrow);
+    ``bad_utf8`` holds (line, record, column index) of values with invalid UTF-8.
+    """
+    found = PiecePositions()
+    text = piece.data.decode("utf-8", "surrogateescape")
+    check_utf8 = not _is_utf8(text)
+    reader = csv.reader(io.StringIO(text, newline="\n"))
+    index, previous_line = -1, 0
+    try:
+        for number, row in enumerate(reader, start=1):
+            line = piece.first_line + previous_line
+            record = piece.records_before + number
+            previous_line = reader.line_num
+            found.records = number
+            if check_utf8:
+                found.bad_utf8 += [(line, record, j) for j, value in enumerate(row) if not _is_utf8(value)]
+            if row and len(row) != columns:
+                found.ragged.append((line, record, len(row)))
+                continue
+            index += 1
+            if index in wanted:
+                found.positions[index] = (line, record)
+    except csv.Error as exc:
+        found.failure = f"line {piece.first_line + previous_line}: {exc}"
+    return found
+
+
+def _is_utf8(text: str) -> bool:
+    """False when ``text`` holds bytes that were not UTF-8 (decoded with surrogateescape)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
