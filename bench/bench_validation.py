@@ -163,6 +163,7 @@ def main() -> int:
     args = parser.parse_args()
     sizes = [int(n) for n in args.records.split(",")]
     failures: list[str] = []
+    peaks: list[str] = []
     with tempfile.TemporaryDirectory(prefix="bench-validation-") as tmp:
         directory = Path(tmp)
         meta = metadata_file(directory)
@@ -187,12 +188,14 @@ def main() -> int:
             cpu = f"CPU s ours {ours['cpu']:.2f}" + (f", pandas {naive['cpu']:.2f}" if naive else "")
             print(f"{'':>9} {cpu}; our timings: " + ", ".join(f"{k} {v:.2f}s" for k, v in ours["timings"].items()),
                   flush=True)
+            peaks.append(f"{records}: {ours['rss_mb']:.1f} MB")
             if records == TARGET_RECORDS:
                 if ours["rss_mb"] >= RSS_LIMIT_MB:
                     failures.append(f"200k peak RSS {ours['rss_mb']:.1f} MB, target < {RSS_LIMIT_MB:.0f} MB")
                 if naive and ours["wall"] > WALL_RATIO_LIMIT * naive["wall"]:
                     failures.append(f"200k wall ratio {ours['wall'] / naive['wall']:.2f}, target <= {WALL_RATIO_LIMIT}")
             zip_path.unlink()
+    print("our peak RSS by page size: " + ", ".join(peaks))
     for failure in failures:
         print(f"MISSED: {failure}", file=sys.stderr)
     print("targets met" if not failures else "targets MISSED")

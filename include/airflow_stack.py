@@ -136,6 +136,9 @@ class AirflowStack:
             "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
             "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(self.home / "logs"),
         }
+        if database_url.startswith("sqlite"):
+            for key in ("SQL_ALCHEMY_CONNECT_ARGS", "SQL_ALCHEMY_CONNECT_ARGS_ASYNC"):
+                self.env[f"AIRFLOW__DATABASE__{key}"] = "include.sqlite_settings.CONNECT_ARGS"
         if broker_url:
             self.env["AIRFLOW__CELERY__BROKER_URL"] = broker_url
             self.env["AIRFLOW__CELERY__RESULT_BACKEND"] = "db+" + database_url.replace("+psycopg2", "")

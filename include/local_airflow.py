@@ -37,6 +37,8 @@ def main() -> int:
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
             "AIRFLOW__API__PORT": str(port),
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://localhost:{port}/execution/",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS": "include.sqlite_settings.CONNECT_ARGS",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS_ASYNC": "include.sqlite_settings.CONNECT_ARGS",
             "ZOHO_EXPORT_DIR": os.environ.get("ZOHO_EXPORT_DIR") or str(REPO_ROOT / "output"),
         }
         subprocess.run([AIRFLOW_BIN, "db", "migrate"], env=env, check=True, stdout=subprocess.DEVNULL)

@@ -20,7 +20,7 @@ from zoho_crm.export_request import resolve_export
 from zoho_crm.export_steps import DOWNLOADS_SUBDIR, ExportStepError, publish_export, unzip_page, validate_page
 from zoho_crm.hooks.zoho_crm import ZohoCRMHook
 from zoho_crm.modules import FIELDS_READ_SCOPE, SEED_MODULES
-from zoho_crm.operators.bulk_read import ZohoBulkReadOperator
+from zoho_crm.operators.bulk_read import ZohoBulkReadOperator, task_error
 from zoho_crm.operators.download import ZohoBulkReadDownloadOperator
 from zoho_crm.operators.pages import ZohoBulkReadPagesOperator
 from zoho_crm.sensors.bulk_read_job import ZohoBulkReadJobSensor
@@ -147,7 +147,7 @@ def build_export_dag(
                 return ZohoCRMHook(zoho_conn_id).get_field_metadata(query["module"])
             except ZohoError as err:
                 if err.code != "OAUTH_SCOPE_MISMATCH":
-                    raise
+                    raise task_error(err) from err  # fail at once when retrying cannot help
                 log.warning(
                     "No %s scope: CSV types are not checked (%s).", FIELDS_READ_SCOPE, err.code
                 )

@@ -6,17 +6,15 @@ Plain functions (no Airflow): the DAG's tasks call them, tests can too. Bad data
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
-import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from zoho_crm.archive import ArchiveError, extract_page
+from zoho_crm.atomic_files import write_json_atomic
 from zoho_crm.export_layout import page_dir_name, publish
-from zoho_crm.validation import validate_csv, validate_ics
+from zoho_crm.validation import Problem, validate_csv, validate_ics
 
 EXPORT_SUBDIR = "export"
 DOWNLOADS_SUBDIR = "downloads"
@@ -26,20 +24,6 @@ MANIFEST_NAME = "manifest.json"
 
 class ExportStepError(Exception):
     """A page that cannot be published: unsafe archive or invalid data (the message says which and where)."""
-
-
-def write_json_atomic(path: Path, payload: Any) -> None:
-    """Write JSON to a temporary file beside ``path``, then rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(payload, handle, indent=2, sort_keys=True, default=str)
-            handle.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def unzip_page(download: dict[str, Any], staging: Path) -> dict[str, Any]:
@@ -76,7 +60,7 @@ def validate_page(
         report = validate_csv(
             path, fields=fields or None, field_metadata=field_metadata, expected_count=page.get("count")
         )
-    report.warnings.extend(page.get("archive_warnings", []))
+    report.warnings.extend(Problem("archive", warning) for warning in page.get("archive_warnings", []))
     report_path = path.parent / REPORT_NAME
     report.write_json(report_path)
     if not report.valid:

@@ -79,7 +79,7 @@ def test_many_ragged_rows_are_capped_with_a_total(tmp_path):
     report = validate(tmp_path, rows_csv(rows))
     assert len(report.errors) == 21
     assert errors(report)[0] == "line 2 (record 1): 2 columns, the header has 9"
-    assert errors(report)[-1] == "rows: 30 in total: ragged"
+    assert errors(report)[-1] == "rows: 30 in total: another column count than the header"
 
 
 def test_duplicate_and_empty_column_names(tmp_path):
@@ -264,3 +264,26 @@ def test_report_dict_summary_and_json(tmp_path):
     assert json.loads(written.read_text()) == data
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
     assert Problem("column X", "why") in [Problem("column X", "why")]
+
+
+@pytest.mark.parametrize(
+    "tail",
+    [b'2,"never closed\r\n3,x\r\n', b'2,ab"c\r\n3,x\r\n'],
+    ids=["unclosed-quote", "quote-inside-unquoted-value"],
+)
+def test_unbalanced_quotes_stop_the_scan_with_a_position(tmp_path, tail):
+    data = b"id,Name\r\n1,ok\r\n" + tail
+    report = validate(tmp_path, data, expected_count=3)
+    assert errors(report)[0] == (
+        "line 3: unbalanced quotes from here on (a quoted value is not closed, or a quote stands inside an "
+        "unquoted value); these records were not checked"
+    )
+    assert "parts of the file that are not parsable CSV were not checked" in report.checks_skipped
+
+
+def test_bare_cr_line_endings_are_refused(tmp_path):
+    report = validate(tmp_path, b"id,Name\r1,x\r")
+    assert errors(report) == [
+        "line 1 (header): header row unreadable (new-line character seen in unquoted field - do you need to "
+        "open the file in universal-newline mode?); lines must end in LF or CRLF"
+    ]

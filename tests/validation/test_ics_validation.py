@@ -120,3 +120,9 @@ def test_invalid_utf8(tmp_path):
     data = calendar(event("a")).replace(b"Demo", b"D\xe9mo")
     offset = data.index(b"\xe9")
     assert errors(validate(tmp_path, data)) == [f"line 9: invalid UTF-8 at byte {offset}"]
+
+
+def test_event_problems_are_capped(tmp_path):
+    report = validate(tmp_path, calendar(*(event(f"e{n}", end="20261101T090000Z") for n in range(60))))
+    assert len(report.errors) == 51
+    assert errors(report)[-1] == "file: 10 more event problems not listed"

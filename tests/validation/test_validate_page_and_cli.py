@@ -6,20 +6,30 @@ import json
 import os
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
 
-from tests.validation.builders import FIELDS, HEADER, JOB_ID, csv_text, good_csv, good_row, page_zip, write_zip
-from zoho_crm.archive import UnsafeArchiveError
+from tests.validation.builders import (
+    FIELDS,
+    HEADER,
+    JOB_ID,
+    csv_text,
+    good_csv,
+    good_row,
+    page_zip,
+    write_zip,
+)
+from zoho_crm.archive import CorruptArchiveError, UnsafeArchiveError
 from zoho_crm.validation import validate_page
 
 REPO = Path(__file__).resolve().parents[2]
 ICS = (
-    "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//Zoho//CRM//EN\r\nBEGIN:VEVENT\r\nUID:a\r\n"
-    "DTSTAMP:20261101T000000Z\r\nDTSTART:20261101T100000Z\r\nDTEND:20261101T110000Z\r\nEND:VEVENT\r\n"
-    "END:VCALENDAR\r\n"
-).encode()
+    b"BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//Zoho//CRM//EN\r\nBEGIN:VEVENT\r\nUID:a\r\n"
+    b"DTSTAMP:20261101T000000Z\r\nDTSTART:20261101T100000Z\r\nDTEND:20261101T110000Z\r\nEND:VEVENT\r\n"
+    b"END:VCALENDAR\r\n"
+)
 
 
 def run_cli(*args: str | Path) -> subprocess.CompletedProcess[str]:
@@ -50,6 +60,17 @@ def test_validate_page_lets_archive_errors_through(tmp_path):
     with pytest.raises(UnsafeArchiveError, match="path traversal"):
         validate_page(zip_path, tmp_path / "out", job_id=JOB_ID, file_type="csv")
     assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
+
+
+def test_validate_page_crc_failure_found_after_streaming_wins(tmp_path):
+    data = good_csv(3000)
+    zip_path = write_zip(tmp_path / "page.zip", [(f"{JOB_ID}.csv", data)], zipfile.ZIP_STORED)
+    raw = bytearray(zip_path.read_bytes())
+    raw[raw.rindex("Müller".encode()) + 1] ^= 0x01  # late in the member: the CRC fails at its end
+    zip_path.write_bytes(bytes(raw))
+    with pytest.raises(CorruptArchiveError, match="Bad CRC-32"):
+        validate_page(zip_path, tmp_path / "out", job_id=JOB_ID, file_type="csv", expected_count=3000)
+    assert list((tmp_path / "out").iterdir()) == []
 
 
 def test_validate_page_ics(tmp_path):

@@ -18,7 +18,7 @@ import time
 import zipfile
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from email.message import Message
 from pathlib import Path
 from typing import Any, NoReturn
@@ -28,6 +28,7 @@ from airflow.providers.standard.triggers.temporal import DateTimeTrigger
 from airflow.sdk import BaseOperator, Context
 from airflow.sdk.exceptions import AirflowFailException
 
+from zoho_crm.deferral import MIN_DEFERRAL_SECONDS
 from zoho_crm.errors import ZohoAuthError, ZohoError, ZohoRateLimitError, ZohoRequestError, ZohoTransientError
 from zoho_crm.hooks.zoho_crm import ZohoCRMHook
 from zoho_crm.rate_limit import (
@@ -197,7 +198,7 @@ class ZohoBulkReadDownloadOperator(BaseOperator):
             )
         self.log.info(
             "Downloading job %s in pool %s: one request per slot, slot held %.1f s after each request",
-            self._job()["job_id"], self.pool, window + self.hold_margin_seconds,
+            self._job()["job_id"], self.pool, max(window + self.hold_margin_seconds, MIN_DEFERRAL_SECONDS),
         )
         self._attempt(attempt=1)
 
@@ -243,7 +244,11 @@ class ZohoBulkReadDownloadOperator(BaseOperator):
         except Exception as err:  # a bug or a local disk problem: still hold before failing (Airflow retries).
             anchor = time.time()
             outcome = {"kind": "unexpected", "message": f"{type(err).__name__}: {err}"}
-        until = hold_until(anchor, self._window_seconds(hook), self.hold_margin_seconds)
+        # Never resume sooner than MIN_DEFERRAL_SECONDS (apache/airflow#72716); a longer hold only lowers the rate.
+        until = max(
+            hold_until(anchor, self._window_seconds(hook), self.hold_margin_seconds),
+            datetime.now(UTC) + timedelta(seconds=MIN_DEFERRAL_SECONDS),
+        )
         self.log.info("Attempt %d: %s; holding the pool slot until %s", attempt, outcome["kind"], until.isoformat())
         self.defer(
             trigger=DateTimeTrigger(moment=until),

@@ -47,7 +47,10 @@ def read_header(chunks: Iterator[bytes]) -> Header:
             return Header(None, bom, start, 2, problem=f"no end of the header row in the first {len(data)} bytes")
         cut = len(data) - start
     raw = data[start : start + cut]
-    names = next(csv.reader(io.StringIO(raw.decode("utf-8", "surrogateescape"), newline="\n")), [])
+    try:
+        names = next(csv.reader(io.StringIO(raw.decode("utf-8", "surrogateescape"), newline="\n")), [])
+    except csv.Error as exc:
+        return Header(None, bom, start, 2, problem=f"header row unreadable ({exc}); lines must end in LF or CRLF")
     return Header(names, bom, start + cut, 1 + raw.count(b"\n"), data[start + cut :])
 
 

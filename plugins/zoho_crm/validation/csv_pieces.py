@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 PIECE_BYTES = 1 << 20
-csv.field_size_limit(2**31 - 1)  # Zoho text areas can exceed the stdlib's 128 KiB default
+MAX_RECORD_BYTES = 8 << 20
 
 
 @dataclass
@@ -23,6 +23,7 @@ class Piece:
     data: bytes
     first_line: int
     records_before: int = 0
+    complete: bool = True  # False: unbalanced quotes (an unclosed quoted value); the stream stops here
 
 
 def last_boundary(buf: bytes) -> int:
@@ -71,13 +72,22 @@ def iter_pieces(chunks: Iterable[bytes], first_line: int, carry: bytes = b"") ->
             continue
         buf = b"".join(parts)
         cut = last_boundary(buf)
+        if not cut and len(buf) > MAX_RECORD_BYTES:
+            yield Piece(buf, line, complete=False)
+            return
         if cut:
             yield Piece(buf[:cut], line)
             line += buf.count(b"\n", 0, cut)
             buf = buf[cut:]
         parts, size = [buf], len(buf)
-    if size:
-        yield Piece(b"".join(parts), line)
+    rest = b"".join(parts)
+    if rest.count(b'"') % 2:  # unbalanced: check what precedes the last record end, then stop there
+        cut = last_boundary(rest)
+        if cut:
+            yield Piece(rest[:cut], line)
+        yield Piece(rest[cut:], line + rest.count(b"\n", 0, cut), complete=False)
+    elif rest:
+        yield Piece(rest, line)
 
 
 @dataclass
@@ -102,6 +112,7 @@ def locate_in_piece(piece: Piece, columns: int, wanted: set[int]) -> PiecePositi
     check_utf8 = not _is_utf8(text)
     reader = csv.reader(io.StringIO(text, newline="\n"))
     index, previous_line = -1, 0
+    field_limit = csv.field_size_limit(len(piece.data) + 1)  # the stdlib default (128 KiB) is too small
     try:
         for number, row in enumerate(reader, start=1):
             line = piece.first_line + previous_line
@@ -118,6 +129,8 @@ def locate_in_piece(piece: Piece, columns: int, wanted: set[int]) -> PiecePositi
                 found.positions[index] = (line, record)
     except csv.Error as exc:
         found.failure = f"line {piece.first_line + previous_line}: {exc}"
+    finally:
+        csv.field_size_limit(field_limit)
     return found
 
 

@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 # when pyarrow loads; an explicit setting wins, and it has no effect if pyarrow was imported before this module.
 os.environ.setdefault("MIMALLOC_ARENA_EAGER_COMMIT", "0")
 
-import numpy as np  # noqa: E402
 import pyarrow as pa  # noqa: E402
 import pyarrow.compute as pc  # noqa: E402
 import pyarrow.csv as pa_csv  # noqa: E402
 
+from zoho_crm.validation.csv_ids import IdCollector  # noqa: E402
 from zoho_crm.validation.csv_pieces import Piece, locate_in_piece  # noqa: E402
 from zoho_crm.validation.field_types import ValueFormat  # noqa: E402
 from zoho_crm.validation.report import Problem  # noqa: E402
@@ -28,7 +28,7 @@ from zoho_crm.validation.report import Problem  # noqa: E402
 EXAMPLES_PER_CHECK = 5
 RAGGED_LIMIT = 20
 DUPLICATE_LIMIT = 20
-_ZOHO_ID = r"^[1-9][0-9]{0,18}$"
+_RAGGED = ("rows", "another column count than the header")
 
 
 def position(line: int, record: int, column: str | None = None) -> str:
@@ -51,7 +51,6 @@ class ScanResult:
 class _Layout:
     names: list[str]
     id_index: int | None
-    formats: dict[int, ValueFormat]
 
 
 class _Tally:
@@ -84,8 +83,8 @@ def scan_csv(
 ) -> ScanResult:
     """Check every record of ``pieces`` (the data after the header); ``reread`` starts the pieces over
     (only needed when ids repeat, to name the records)."""
-    layout = _Layout(names, id_index, formats)
-    result, tally, ids = ScanResult(), _Tally(), _IdCollector()
+    layout = _Layout(names, id_index)
+    result, tally, ids = ScanResult(), _Tally(), IdCollector()
     maybe_empty = set(range(len(names))) - {id_index}
     groups: dict[ValueFormat, list[int]] = {}
     for j, value_format in formats.items():
@@ -93,6 +92,14 @@ def scan_csv(
     checked = {j for group in groups.values() for j in group} | ({id_index} - {None})
     for piece in pieces:
         piece.records_before = result.records
+        if not piece.complete:
+            result.problems.append(Problem(
+                f"line {piece.first_line}",
+                "unbalanced quotes from here on (a quoted value is not closed, or a quote stands inside an "
+                "unquoted value); these records were not checked",
+            ))
+            result.unparsable = True
+            break
         # Only the columns something still looks at are converted (cheaper); every column is checked for
         # shape by the parser and for UTF-8 on the whole piece.
         table, ragged, utf8_ok, failure = _parse(piece.data, names, sorted(checked | maybe_empty))
@@ -118,7 +125,7 @@ def scan_csv(
         if examples or ragged or not utf8_ok:
             _report_positions(piece, layout, examples, tally, result)
     result.empty_columns = sorted(maybe_empty) if result.records else []
-    result.problems += tally.overflow({"ragged": RAGGED_LIMIT})
+    result.problems += tally.overflow({_RAGGED[1]: RAGGED_LIMIT})
     if id_index is not None:
         result.problems += _duplicate_ids(reread(), layout, ids)
     return result
@@ -200,11 +207,10 @@ def _collect(mask, values, column: str, reason: str, tally: _Tally, examples: li
 def _report_positions(piece: Piece, layout: _Layout, examples: list, tally: _Tally, result: ScanResult) -> None:
     found = locate_in_piece(piece, len(layout.names), {index for index, _, _ in examples})
     problems: list[tuple[int, int, Problem]] = []
-    ragged_key = ("rows", "ragged")
-    for line, record, count in found.ragged[: tally.room(ragged_key, RAGGED_LIMIT)]:
+    for line, record, count in found.ragged[: tally.room(_RAGGED, RAGGED_LIMIT)]:
         problems.append((line, 0, Problem(position(line, record), f"{count} columns, the header has "
                                                                   f"{len(layout.names)}")))
-    tally.add(ragged_key, len(found.ragged))
+    tally.add(_RAGGED, len(found.ragged))
     for line, record, j in found.bad_utf8:
         key = (f"column {layout.names[j]}", "invalid UTF-8")
         if tally.room(key):
@@ -226,7 +232,7 @@ def _report_unparsable(piece: Piece, names: list[str], failure: str, result: Sca
     result.unparsable = True
 
 
-def _duplicate_ids(pieces: Iterator[Piece], layout: _Layout, ids: _IdCollector) -> list[Problem]:
+def _duplicate_ids(pieces: Iterator[Piece], layout: _Layout, ids: IdCollector) -> list[Problem]:
     """Second pass, only when ids repeat: name the records holding a repeated id (first few)."""
     repeated, extra = ids.duplicates()
     if not repeated:
@@ -263,54 +269,3 @@ def _duplicate_ids(pieces: Iterator[Piece], layout: _Layout, ids: _IdCollector) 
 def _show(value: str | bytes, limit: int = 40) -> str:
     text = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
     return repr(text if len(text) <= limit else text[:limit] + "...")
-
-
-def _int64_values(array: pa.Array) -> np.ndarray:
-    """A numpy copy of a null-free int64 array (``to_numpy`` would import pandas, tens of MB)."""
-    return np.frombuffer(array.buffers()[1], np.int64, len(array), array.offset * 8).copy()
-
-
-class _IdCollector:
-    """Collects ids compactly (int64 while they are plain Zoho numbers) and finds repeats at the end."""
-
-    def __init__(self) -> None:
-        self.numbers: list[np.ndarray] = []
-        self.texts: list[pa.ChunkedArray] | None = None
-
-    def add(self, column: pa.ChunkedArray) -> bool:
-        """Keep the ids of one piece; True when all were plain Zoho numbers (so none is empty)."""
-        if self.texts is None and pa.types.is_string(column.type):
-            if pc.all(pc.match_substring_regex(column, _ZOHO_ID)).as_py():
-                try:
-                    self.numbers.append(_int64_values(pc.cast(column, pa.int64()).combine_chunks()))
-                    return True
-                except pa.ArrowInvalid:  # beyond int64: keep them as text
-                    pass
-        if self.texts is None:
-            self.texts = [pa.chunked_array([pa.array([b"%d" % n for n in chunk], pa.binary())])
-                          for chunk in self.numbers]
-            self.numbers = []
-        self.texts.append(column.cast(pa.binary()))
-        return False
-
-    def duplicates(self, limit: int = 1000) -> tuple[set[bytes], int]:
-        """Up to ``limit`` repeated non-empty ids and the number of extra occurrences overall."""
-        if self.texts is None:
-            if not self.numbers:
-                return set(), 0
-            values = np.empty(sum(len(chunk) for chunk in self.numbers), np.int64)
-            at = 0
-            while self.numbers:  # copy chunk by chunk, freeing each: peak stays near one copy of the ids
-                chunk = self.numbers.pop(0)
-                values[at : at + len(chunk)] = chunk
-                at += len(chunk)
-            values.sort()
-            repeated = values[1:][values[1:] == values[:-1]]
-            return {b"%d" % v for v in np.unique(repeated)[:limit]}, int(repeated.size)
-        chunks = [chunk for texts in self.texts for chunk in texts.chunks]
-        self.texts = []
-        counts = pc.value_counts(pa.chunked_array(chunks, pa.binary()))
-        keep = pc.and_(pc.greater(counts.field("counts"), 1), pc.not_equal(counts.field("values"), b""))
-        repeated = counts.filter(keep)
-        extra = (pc.sum(repeated.field("counts")).as_py() or 0) - len(repeated)
-        return set(repeated.field("values")[:limit].to_pylist()), extra

@@ -14,6 +14,8 @@ if TYPE_CHECKING:
 from zoho_crm.validation.digest import file_sha256
 from zoho_crm.validation.report import ValidationReport
 
+MAX_LISTED = 50
+
 
 def validate_ics(
     path: str | Path, *, expected_count: int | None = None, max_events: int = 20000, sha256: str | None = None
@@ -52,6 +54,10 @@ def validate_ics(
     for number, event in enumerate(events, start=1):
         _check_event(report, event, f"VEVENT {number}" + (f" (UID {event['UID']})" if "UID" in event else ""),
                      series)
+    if len(report.errors) > MAX_LISTED:
+        hidden = len(report.errors) - MAX_LISTED
+        report.errors[MAX_LISTED:] = []
+        report.error("file", f"{hidden} more event problems not listed")
     report.records = sum(1 for e in events if "RECURRENCE-ID" not in e)
     report.columns = sorted({name for e in events for name in e})
     if expected_count is not None and report.records != expected_count:
