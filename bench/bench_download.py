@@ -8,7 +8,7 @@
 2. Memory: a fresh process downloads one 200,000-record Leads page through the operator's streaming code
    (``hook.open_download`` + ``stream_to_file``); its peak RSS is compared with the file size.
 
-Run from the repo root: ``python bench/bench_download.py [--window 15] [--runs 4] [--skip-memory]``.
+Run from the repo root: ``python bench/bench_download.py [--window 60] [--runs 4] [--skip-memory]``.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -105,7 +106,7 @@ def memory_child(out_dir: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--window", type=float, default=15.0, help="download window in seconds (default 15)")
+    parser.add_argument("--window", type=float, default=60.0, help="download window in seconds (default 60, Zoho's)")
     parser.add_argument("--runs", type=int, default=4, help="concurrent DAG runs (default 4)")
     parser.add_argument("--jobs-per-run", type=int, default=10, help="downloads per run (default 10)")
     parser.add_argument("--skip-utilisation", action="store_true", help="only measure memory")
@@ -115,12 +116,16 @@ def main() -> None:
     if args.memory_child:
         memory_child(args.memory_child)
         return
-    with tempfile.TemporaryDirectory(prefix="bench-download-") as tmp:
-        work = Path(tmp)
+    work = Path(tempfile.mkdtemp(prefix="bench-download-"))
+    try:
         if not args.skip_utilisation:
             bench_utilisation(args, work / "utilisation")
         if not args.skip_memory:
             bench_memory(work)
+    except BaseException:
+        print(f"bench failed; Airflow and task logs kept in {work}", file=sys.stderr)
+        raise
+    shutil.rmtree(work)
 
 
 if __name__ == "__main__":

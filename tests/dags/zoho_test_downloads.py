@@ -3,7 +3,7 @@
 Run conf: ``modules`` (one job per entry; repeats allowed) and ``output_dir``. Used by tests/download and the bench.
 Retries cover Airflow 3.3's stale defer-exit race (apache/airflow#72716, #67287: a deferred task whose trigger
 fires quickly can be failed by the scheduler under load). The downloads' retry_delay must stay >= the connection's
-download_window_seconds (tests and bench use <= 15 s); the operator refuses to run otherwise.
+download_window_seconds (60 s at most here); the operator refuses to run otherwise.
 """
 
 from __future__ import annotations
@@ -33,7 +33,9 @@ with DAG(
     def job_modules(params: dict | None = None) -> list[str]:
         return list(params["modules"])
 
-    created = ZohoBulkReadOperator.partial(task_id="create_job", file_type="csv").expand(module=job_modules())
+    created = ZohoBulkReadOperator.partial(
+        task_id="create_job", file_type="csv", retries=2, retry_delay=timedelta(seconds=5)
+    ).expand(module=job_modules())
     completed = ZohoBulkReadJobSensor.partial(
         task_id="wait_for_job",
         deferrable=True,
@@ -48,5 +50,5 @@ with DAG(
         output_dir="{{ params.output_dir }}/{{ run_id | replace(':', '_') | replace('+', '_') }}",
         pool=DEFAULT_POOL,
         retries=2,
-        retry_delay=timedelta(seconds=20),
+        retry_delay=timedelta(seconds=65),
     ).expand(job=completed.output)

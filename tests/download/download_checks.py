@@ -49,7 +49,7 @@ def connection_json(sim: SimulatorProcess, *, window: float, limit: int = LIMIT,
 def isolated_dags_folder(tmp_path: Path) -> Path:
     """A dags folder holding only the download test DAG (other DAGs' import errors cannot interfere)."""
     folder = tmp_path / "dags"
-    folder.mkdir(exist_ok=True)
+    folder.mkdir(parents=True, exist_ok=True)
     shutil.copy(DAG_FILE, folder / DAG_FILE.name)
     return folder
 
@@ -67,7 +67,13 @@ def require_celery_services() -> None:
 @contextmanager
 def airflow_stack(tmp_path: Path, conn: str, *, celery: bool = False) -> Iterator[AirflowStack]:
     """LocalExecutor + SQLite, or CeleryExecutor with two workers on a throw-away PostgreSQL DB + Redis."""
-    env = {"AIRFLOW_CONN_ZOHO_CRM_DEFAULT": conn, "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.2"}
+    env = {
+        "AIRFLOW_CONN_ZOHO_CRM_DEFAULT": conn,
+        "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.2",
+        # A few CPUs shared with 30+ task processes: parse slowly rather than time out, start fewer at once.
+        "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "300",
+        "AIRFLOW__CORE__PARALLELISM": "16",
+    }
     dags = isolated_dags_folder(tmp_path)
     if not celery:
         with AirflowStack(tmp_path / "airflow", dags_folder=dags, env=env) as stack:

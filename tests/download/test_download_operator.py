@@ -6,23 +6,27 @@ window after the request; the outcome is acted on only when the operator resumes
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 from airflow.providers.standard.triggers.temporal import DateTimeTrigger
 from airflow.sdk.exceptions import AirflowFailException, TaskDeferred
+from airflow.sdk.module_loading import import_string
 from airflow.sdk.serde import deserialize, serialize
+from airflow.triggers.base import TaskSuccessEvent, TriggerEvent
 
 from include.zoho_simulator.process import SimulatorProcess
 from tests.download.download_checks import connection_json
 from tests.simulator_fixtures import start_simulator
 from zoho_crm.hooks.zoho_crm import ZohoCRMHook
-from zoho_crm.operators.download import ZohoBulkReadDownloadOperator
+from zoho_crm.operators.download import SlotHoldTrigger, ZohoBulkReadDownloadOperator
 from zoho_crm.rate_limit import HOLD_MARGIN_SECONDS
 
 WINDOW = 1.0
@@ -106,6 +110,31 @@ def test_success_holds_the_slot_then_returns_the_file(hook: ZohoCRMHook, sim: Si
     assert len(sim.requests("download")) == 1, "resuming after success must not download again"
 
 
+def fire_now(trigger: SlotHoldTrigger) -> TriggerEvent:
+    """Rebuild the trigger from its serialized form (as the triggerer does), due now, and run it."""
+    classpath, kwargs = trigger.serialize()
+    rebuilt = import_string(classpath)(**{**kwargs, "moment": datetime.now(UTC)})
+
+    async def first_event() -> TriggerEvent:
+        async for event in rebuilt.run():
+            return event
+        raise AssertionError("the trigger yielded no event")
+
+    return asyncio.run(first_event())
+
+
+def test_success_ends_from_the_trigger_with_the_result_as_return_value(
+    hook: ZohoCRMHook, sim: SimulatorProcess, tmp_path: Path
+) -> None:
+    op = operator(completed_job(hook), tmp_path / "out")
+    deferred = defers(op.execute, {})
+    assert isinstance(deferred.trigger, SlotHoldTrigger)
+    assert deferred.trigger.result == resume(op, deferred)
+    event = fire_now(deferred.trigger)
+    assert isinstance(event, TaskSuccessEvent)
+    assert event.xcoms == {"return_value": deferred.trigger.result}
+
+
 @pytest.mark.parametrize(
     ("content_type", "disposition"), [("application/x-download", "extended"), ("application/zip", "quoted")]
 )
@@ -128,6 +157,7 @@ def test_429_waits_a_window_then_downloads(hook: ZohoCRMHook, sim: SimulatorProc
     assert [r["status"] for r in sim.requests("download")] == [429]
     assert_held_a_window(first, sim)
     assert first.kwargs["outcome"]["kind"] == "rate_limited"
+    assert first.trigger.result is None and not isinstance(fire_now(first.trigger), TaskSuccessEvent)
     wait_until_moment(first)
     second = defers(resume, op, first)
     assert [r["status"] for r in sim.requests("download")] == [429, 200]

@@ -39,15 +39,25 @@ class Deployment:
 
 
 @pytest.fixture(scope="module", params=EXECUTORS)
-def deployment(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
+def deployment(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Deployment]:
     root = tmp_path_factory.mktemp(f"e2e-{request.param}")
-    options = {"records": {"Leads": LEADS, "Events": 120}, "per_page_csv": PER_PAGE, "job_seconds": 1,
-               "download_window": WINDOW}
+    options = {
+        "records": {"Leads": LEADS, "Events": 120},
+        "per_page_csv": PER_PAGE,
+        "job_seconds": 1,
+        "download_window": WINDOW,
+    }
     with SimulatorProcess(**options) as sim:
-        env = {**simulator_connection(sim, WINDOW), "ZOHO_EXPORT_DIR": str(root / "output"),
-               "ZOHO_CRM_TOKEN_CACHE_DIR": str(root / "token-cache")}
-        with airflow_stack(root / "airflow", dags_folder=REPO_ROOT / "dags", env=env,
-                           executor=request.param) as stack:
+        env = {
+            **simulator_connection(sim, WINDOW),
+            "ZOHO_EXPORT_DIR": str(root / "output"),
+            "ZOHO_CRM_TOKEN_CACHE_DIR": str(root / "token-cache"),
+        }
+        with airflow_stack(
+            root / "airflow", dags_folder=REPO_ROOT / "dags", env=env, executor=request.param
+        ) as stack:
             stack.wait_for_dag(MAIN_DAG)
             yield Deployment(sim, stack, root / "output")
 
@@ -79,8 +89,11 @@ def interval_ids(sim: SimulatorProcess, start: datetime, end: datetime) -> set[s
 def assert_run_ok(stack: AirflowStack, dag_id: str, run_id: str) -> None:
     state = stack.wait_for_run(dag_id, run_id, timeout=600)
     if state != "success":
-        bad = [(t["task_id"], t["map_index"], t["state"]) for t in stack.task_instances(dag_id, run_id)
-               if t["state"] != "success"]
+        bad = [
+            (t["task_id"], t["map_index"], t["state"])
+            for t in stack.task_instances(dag_id, run_id)
+            if t["state"] != "success"
+        ]
         pytest.fail(f"{dag_id} run {run_id} ended {state}; tasks not successful: {bad}")
 
 
@@ -120,9 +133,8 @@ def test_scheduled_run_exports_its_data_interval(deployment: Deployment) -> None
 def test_backfill_exports_each_interval_and_a_second_backfill_replaces(deployment: Deployment) -> None:
     stack, sim = deployment.stack, deployment.sim
     stack.wait_for_dag(SCHEDULED_DAG)
-    args = ["backfill", "create", "--dag-id", SCHEDULED_DAG, "--from-date", "2026-11-10", "--to-date",
-            "2026-11-12"]
-    stack.cli(*args)
+    dates = (SCHEDULED_DAG, "2026-11-10", "2026-11-12")  # `airflow backfill create` over 3 daily intervals
+    stack.create_backfill(*dates)
     first = _wait_for_runs(stack, SCHEDULED_DAG, "backfill", 3)
     for run in first:
         assert_run_ok(stack, SCHEDULED_DAG, run["dag_run_id"])
@@ -135,12 +147,22 @@ def test_backfill_exports_each_interval_and_a_second_backfill_replaces(deploymen
         keys_before[manifest["run_key"]] = manifest["created_at"]
     assert len(keys_before) == 3
 
-    stack.cli(*args, "--reprocess-behavior", "completed")
+    wait_until(
+        lambda: all(
+            b["completed_at"] for b in stack.api("GET", f"/backfills?dag_id={SCHEDULED_DAG}")["backfills"]
+        ),
+        timeout=120,
+        interval=1,
+        what="the scheduler to mark the first backfill completed",
+    )
+    stack.create_backfill(*dates, "--reprocess-behavior", "completed")
 
     def replaced() -> bool:
         manifests = [deployment.export_dir / "Leads" / key / "manifest.json" for key in keys_before]
-        return all(p.exists() and json.loads(p.read_text())["created_at"] != keys_before[p.parent.name]
-                   for p in manifests)
+        return all(
+            p.exists() and json.loads(p.read_text())["created_at"] != keys_before[p.parent.name]
+            for p in manifests
+        )
 
     wait_until(replaced, timeout=600, interval=1, what="the second backfill to republish all 3 intervals")
     _wait_until_all_finished(stack, SCHEDULED_DAG)
@@ -185,4 +207,3 @@ def _wait_until_all_finished(stack: AirflowStack, dag_id: str) -> None:
     wait_until(finished, timeout=600, interval=1, what=f"every run of {dag_id} to finish")
     failed = [r["dag_run_id"] for r in stack.dag_runs(dag_id) if r["state"] != "success"]
     assert not failed, f"runs failed: {failed}"
-

@@ -162,18 +162,30 @@ class _Driver(threading.Thread):
             raise self.error
 
 
-class DownloadStorm(_Driver):
-    """Another client of the org: once every page's job exists, use the whole download allowance again and
-    again for ``windows`` rate-limit windows, so the run's downloads meet 429 for several windows."""
+def task_state(stack: AirflowStack, dag_id: str, run_id: str, task_id: str) -> str | None:
+    """The state of an unmapped task of a run (None before it exists)."""
+    states = {t["task_id"]: t["state"] for t in stack.task_instances(dag_id, run_id) if t["map_index"] == -1}
+    return states.get(task_id)
 
-    def __init__(self, sim: SimulatorProcess, *, pages: int, window: float, windows: int) -> None:
+
+class DownloadStorm(_Driver):
+    """Another client of the org: as soon as the run's pages are known (``follow_pages`` done, downloads about
+    to start), use the whole download allowance again and again for ``windows`` rate-limit windows, so the
+    run's downloads meet 429 for several windows."""
+
+    def __init__(self, sim: SimulatorProcess, stack: AirflowStack, dag_id: str, run_id: str, *, window: float,
+                 windows: int) -> None:
         super().__init__("download-storm")
-        self.sim, self.pages, self.duration = sim, pages, window * windows
+        self.sim, self.stack, self.dag_id, self.run_id = sim, stack, dag_id, run_id
+        self.duration = window * windows
         self.started = self.ended = 0.0
         self.admitted = 0
 
+    def _pages_known(self) -> bool:
+        return task_state(self.stack, self.dag_id, self.run_id, "follow_pages") == "success"
+
     def drive(self) -> None:
-        if not self.poll(lambda: len(self.sim.requests("create")) >= self.pages, 600, 0.5, "every page's job"):
+        if not self.poll(self._pages_known, 900, 0.5, "follow_pages to finish"):
             return
         self.started = time.monotonic()
         while time.monotonic() - self.started < self.duration and not self.stop_event.is_set():
@@ -191,11 +203,10 @@ class ThrottleLift(_Driver):
         self.lifted = False
 
     def _first_attempt_failed(self) -> bool:
-        states = {t["task_id"]: t["state"] for t in self.stack.task_instances(self.dag_id, self.run_id)}
-        return states.get("create_job") in ("up_for_retry", "failed")
+        return task_state(self.stack, self.dag_id, self.run_id, "create_job") in ("up_for_retry", "failed")
 
     def drive(self) -> None:
-        if self.poll(self._first_attempt_failed, 600, 1, "create_job's first attempt to fail"):
+        if self.poll(self._first_attempt_failed, 900, 1, "create_job's first attempt to fail"):
             self.sim.set_faults(token_limit=10)
             self.lifted = True
 

@@ -24,6 +24,8 @@ import pytest
 from include.airflow_stack import REPO_ROOT, AirflowStack
 from include.zoho_simulator.process import SimulatorProcess
 from tests.reliability.slow_proxy import slow_proxy
+from tests.reliability.sqlite_tuning import SETTINGS as SQLITE_SETTINGS
+from tests.reliability.sqlite_tuning import create_wal_database
 from tests.reliability.support import (
     CLIENT_SECRET,
     REFRESH_TOKEN,
@@ -54,6 +56,7 @@ STUCK_TIMEOUT = 20
 TOKEN_LIFETIME = 5
 KILL_RECORDS = 20_000
 KILL_BYTES_PER_SECOND = 400_000
+PARALLELISM = 8  # running tasks at once: a 2-core machine and one SQLite file
 BAD_SECRET = "wrong-client-secret-4f1c9a"
 HOSTILE_SCOPES = ["ZohoCRM.modules.ALL", "ZohoCRM.settings.fields.READ"]  # no ZohoCRM.bulk.read
 
@@ -105,8 +108,10 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
     root = tmp_path_factory.mktemp("reliability")
     dags = root / "dags"
     dags.mkdir()
-    for source in (REPO_ROOT / "dags" / f"{MAIN_DAG}.py", Path(__file__).parent / "dags" / "zoho_reliability.py"):
-        (dags / source.name).write_text(source.read_text())
+    (dags / f"{MAIN_DAG}.py").write_text((REPO_ROOT / "dags" / f"{MAIN_DAG}.py").read_text())
+    scenario_dag = (Path(__file__).parent / "dags" / "zoho_reliability.py").read_text()
+    for name in DAG_OPTIONS:
+        (dags / f"{dag_of(name)}.py").write_text(scenario_dag)
     with ExitStack() as stack_of:
         main = stack_of.enter_context(SimulatorProcess(**BASE_SIM))
         sims = {name: stack_of.enter_context(SimulatorProcess(**{**BASE_SIM, **options}))
@@ -117,6 +122,9 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
             "ZOHO_RELIABILITY_DAGS": json.dumps(DAG_OPTIONS),
             "ZOHO_EXPORT_DIR": str(root / "output"),
             "ZOHO_CRM_TOKEN_CACHE_DIR": str(root / "token-cache"),
+            **SQLITE_SETTINGS,
+            # The DAG files never change during the module: parse each once, not every 30 s (saves a core).
+            "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "3600",
         }
         for name in DAG_OPTIONS:
             sim = sims["hostile" if name in HOSTILE_CONNECTIONS else name]
@@ -124,7 +132,11 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
             env[f"AIRFLOW_CONN_{dag_of(name).upper()}"] = connection_json(
                 api, sim.url, WINDOW, **HOSTILE_CONNECTIONS.get(name, {})
             )
-        stack = stack_of.enter_context(AirflowStack(root / "airflow", dags_folder=dags, env=env))
+        database_url = create_wal_database(root / "airflow" / "airflow.db")
+        stack = stack_of.enter_context(
+            AirflowStack(root / "airflow", dags_folder=dags, env=env, database_url=database_url,
+                         parallelism=PARALLELISM)
+        )
         for dag_id in (MAIN_DAG, *map(dag_of, DAG_OPTIONS)):
             stack.wait_for_dag(dag_id)
         deployment = Deployment(stack, root / "output", root / "token-cache", main, sims)
@@ -139,7 +151,8 @@ def fault_runs(deployment: Deployment) -> Deployment:
     stack = deployment.stack
     for name in DAG_OPTIONS:
         deployment.runs[name] = stack.trigger(dag_of(name), conf=LEADS_CONF)
-    storm = DownloadStorm(deployment.sims["storm"], pages=PAGES, window=WINDOW, windows=3)
+    storm = DownloadStorm(deployment.sims["storm"], stack, dag_of("storm"), deployment.runs["storm"], window=WINDOW,
+                          windows=3)
     lift = ThrottleLift(deployment.sims["throttle"], stack, dag_of("throttle"), deployment.runs["throttle"])
     staging, _ = run_dirs(deployment.export_dir, deployment.runs["kill"])
     killer = WorkerKiller(deployment.export_dir, staging, min_bytes=64 * 1024)
@@ -218,15 +231,17 @@ def assert_identical_to_reference(deployment: Deployment, name: str, reference: 
     return manifest
 
 
-def assert_failed_cleanly(deployment: Deployment, name: str, task_id: str, *expected: str) -> str:
+def assert_failed_cleanly(
+    deployment: Deployment, name: str, task_id: str, *expected: str, map_index: int = -1
+) -> str:
     """The run failed in ``task_id`` whose log names the cause and the remedy; nothing published, no file left
     in staging (every failure here happens before a page is complete). Returns the task's log text."""
     dag_id, run_id = dag_of(name), deployment.runs[name]
     state = wait_for(deployment, dag_id, run_id)
     assert state == "failed", f"{dag_id} {run_id} ended {state}"
-    ti = task_instance(deployment.stack, dag_id, run_id, task_id)
+    ti = task_instance(deployment.stack, dag_id, run_id, task_id, map_index)
     assert ti["state"] == "failed", not_successful(deployment, dag_id, run_id)
-    text = task_log(deployment.stack, dag_id, run_id, task_id)
+    text = task_log(deployment.stack, dag_id, run_id, task_id, map_index)
     for phrase in expected:
         assert phrase in text, f"{task_id} log lacks {phrase!r}:\n{text[-3000:]}"
     staging, published = run_dirs(deployment.export_dir, run_id)
@@ -374,7 +389,7 @@ def test_a_worker_killed_mid_download_is_retried_without_partial_output(fault_ru
 def test_a_download_dropping_every_time_fails_clearly(fault_runs: Deployment) -> None:
     assert_failed_cleanly(
         fault_runs, "drop_all", "download",
-        f"failed {MAX_DOWNLOAD_ATTEMPTS} times in a row", "INCOMPLETE_DOWNLOAD", "clear this task",
+        f"failed {MAX_DOWNLOAD_ATTEMPTS} times in a row", "INCOMPLETE_DOWNLOAD", "clear this task", map_index=0,
     )
     assert len(download_requests(fault_runs.sims["drop_all"])) == MAX_DOWNLOAD_ATTEMPTS
 

@@ -2,7 +2,7 @@
 
 Rate limit (Zoho: 10 download requests per minute per org): run the task in a pool whose slots equal the limit,
 with ``include_deferred``. Each pool occupancy makes at most ONE download request, then keeps its slot deferred on
-a ``DateTimeTrigger`` until ``anchor + window + margin`` (``anchor``: wall-clock time the request ended, always at
+a ``DateTimeTrigger`` (:class:`SlotHoldTrigger`) until ``anchor + window + margin`` (``anchor``: wall-clock time the request ended, always at
 or after the moment Zoho saw it). Only then does the task finish, fail or make its next attempt. So every request
 owns a slot for at least a full window after it started, and ``limit`` slots admit at most ``limit`` request
 starts in any sliding window -- retries, 429s and failures included.
@@ -16,7 +16,7 @@ import re
 import tempfile
 import time
 import zipfile
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from email.message import Message
@@ -27,6 +27,7 @@ import requests
 from airflow.providers.standard.triggers.temporal import DateTimeTrigger
 from airflow.sdk import BaseOperator, Context
 from airflow.sdk.exceptions import AirflowFailException
+from airflow.triggers.base import TaskSuccessEvent, TriggerEvent
 
 from zoho_crm.deferral import MIN_DEFERRAL_SECONDS
 from zoho_crm.errors import ZohoAuthError, ZohoError, ZohoRateLimitError, ZohoRequestError, ZohoTransientError
@@ -145,6 +146,26 @@ def _progress(size: int, expected: int | None, seconds: float) -> str:
     return f"downloaded {size}{total} bytes in {seconds:.1f} s ({rate:.1f} MB/s)"
 
 
+class SlotHoldTrigger(DateTimeTrigger):
+    """Fires at ``moment`` (the end of a download's slot hold).
+
+    With ``result`` (the download succeeded) it ends the task successfully from the triggerer, pushing ``result``
+    as the return value: the task leaves the pool at the hold's end without a second pass through it. Otherwise
+    it resumes the task, which goes back through the pool before acting on the outcome.
+    """
+
+    def __init__(self, moment: datetime, result: dict[str, Any] | None = None) -> None:
+        super().__init__(moment=moment)
+        self.result = result
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return f"{type(self).__module__}.{type(self).__qualname__}", {"moment": self.moment, "result": self.result}
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        async for event in super().run():
+            yield event if self.result is None else TaskSuccessEvent(xcoms={"return_value": self.result})
+
+
 class ZohoBulkReadDownloadOperator(BaseOperator):
     """Download the zip of a completed Bulk Read job, holding a rate-limit pool slot for a window per request.
 
@@ -205,7 +226,7 @@ class ZohoBulkReadDownloadOperator(BaseOperator):
     def resume_after_hold(
         self, context: Context, attempt: int, outcome: dict[str, Any], event: Any = None
     ) -> dict[str, Any]:
-        """Runs once the slot's window has passed: finish, fail, or make the next attempt."""
+        """Runs once the slot's window has passed: fail or make the next attempt (success ends in the trigger)."""
         kind = outcome["kind"]
         if kind == "success":
             return outcome["result"]
@@ -251,7 +272,7 @@ class ZohoBulkReadDownloadOperator(BaseOperator):
         )
         self.log.info("Attempt %d: %s; holding the pool slot until %s", attempt, outcome["kind"], until.isoformat())
         self.defer(
-            trigger=DateTimeTrigger(moment=until),
+            trigger=SlotHoldTrigger(until, outcome["result"] if outcome["kind"] == "success" else None),
             method_name="resume_after_hold",
             kwargs={"attempt": attempt, "outcome": outcome},
         )

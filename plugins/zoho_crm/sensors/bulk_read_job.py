@@ -12,7 +12,7 @@ from airflow.sdk.exceptions import AirflowSensorTimeout
 
 from zoho_crm.errors import ZohoError
 from zoho_crm.hooks.zoho_crm import ZohoCRMHook
-from zoho_crm.operators.bulk_read import DEFAULT_TIMEOUT_SECONDS, fail_fast, job_result_from_event, task_error
+from zoho_crm.operators.bulk_read import DEFAULT_TIMEOUT_SECONDS, job_result_from_event, task_error
 from zoho_crm.triggers.bulk_read_job import ZohoBulkReadJobTrigger, job_failure, job_result
 
 __all__ = ["ZohoBulkReadJobSensor", "job_result_from_event"]
@@ -90,7 +90,8 @@ class ZohoBulkReadJobSensor(BaseSensorOperator):
             return PokeReturnValue(is_done=True, xcom_value=job_result(details))
         if self._last_state == "FAILURE":
             code, message = job_failure(details)
-            raise fail_fast(f"Zoho bulk read job {self.job_id} ended in FAILURE: {code}: {message}")
+            # Raises: the same failure (with what to do) as when the trigger sees the FAILURE.
+            job_result_from_event({"status": "failed", "job_id": self.job_id, "code": code, "message": message})
         self.log.info("Zoho bulk read job %s is %s", self.job_id, self._last_state)
         return PokeReturnValue(is_done=False)
 
