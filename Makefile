@@ -25,7 +25,7 @@ demo: $(STAMP)
 	$(BIN)/python -m include.demo
 
 test: $(STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
 
 sim: $(STAMP)
 	$(BIN)/python -m include.zoho_simulator --port $(SIM_PORT) $(SIM_ARGS)

@@ -58,6 +58,11 @@ def bench_utilisation(args: argparse.Namespace, work: Path) -> None:
           f"from {args.runs} concurrent runs; runs took {elapsed:.1f} s end to end")
     print(f"peak requests in any sliding {args.window:g} s window: {peak} (limit {LIMIT})")
     print(f"achieved {len(ours) / busy:.3f}/s vs allowed {LIMIT / args.window:.3f}/s over {busy:.1f} s")
+    ordered = sorted(times)
+    turnaround = sorted(b - a - args.window for a, b in zip(ordered, ordered[LIMIT:], strict=False))
+    if turnaround:
+        print(f"first {LIMIT} requests spread over {ordered[LIMIT - 1] - ordered[0]:.1f} s; a slot's next request "
+              f"came {turnaround[len(turnaround) // 2]:.1f} s (median) after its window ended")
     print(f"rate-limit utilisation: {score:.3f} (goal >= 0.95)")
 
 

@@ -44,10 +44,10 @@ def _rate_limited_runs(tmp_path: Path, *, celery: bool) -> None:
         assert {r["status"] for r in ours} == {200}, "expected zero 429s and no failed downloads"
         # More than one request per job only when Airflow retried a task (stale defer-exit race under load).
         assert len(ours) >= RUNS * JOBS_PER_RUN
-        assert assert_never_over_limit(ours, limit=LIMIT, window=WINDOW) == LIMIT, "the allowance was not used"
+        assert_never_over_limit(ours, limit=LIMIT, window=WINDOW)
         assert_files_intact(sim, results, RUNS * JOBS_PER_RUN)
         assert peak["deferred_slots"] > 0, "downloads never held their slot while deferred"
-        assert peak["occupied_slots"] <= LIMIT
+        assert peak["occupied_slots"] == LIMIT, "the pool was never full: the test did not exercise the limit"
 
 
 def test_local_executor_keeps_three_runs_under_the_download_limit(tmp_path: Path) -> None:

@@ -24,7 +24,6 @@ import pytest
 from include.airflow_stack import REPO_ROOT, AirflowStack
 from include.zoho_simulator.process import SimulatorProcess
 from tests.reliability.slow_proxy import slow_proxy
-from tests.reliability.sqlite_tuning import SETTINGS as SQLITE_SETTINGS
 from tests.reliability.sqlite_tuning import create_wal_database
 from tests.reliability.support import (
     CLIENT_SECRET,
@@ -122,7 +121,6 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
             "ZOHO_RELIABILITY_DAGS": json.dumps(DAG_OPTIONS),
             "ZOHO_EXPORT_DIR": str(root / "output"),
             "ZOHO_CRM_TOKEN_CACHE_DIR": str(root / "token-cache"),
-            **SQLITE_SETTINGS,
             # The DAG files never change during the module: parse each once, not every 30 s (saves a core).
             "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "3600",
         }

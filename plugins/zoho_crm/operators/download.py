@@ -10,6 +10,7 @@ starts in any sliding window -- retries, 429s and failures included.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import re
@@ -27,7 +28,7 @@ import requests
 from airflow.providers.standard.triggers.temporal import DateTimeTrigger
 from airflow.sdk import BaseOperator, Context
 from airflow.sdk.exceptions import AirflowFailException
-from airflow.triggers.base import TaskSuccessEvent, TriggerEvent
+from airflow.triggers.base import TriggerEvent
 
 from zoho_crm.deferral import MIN_DEFERRAL_SECONDS
 from zoho_crm.errors import ZohoAuthError, ZohoError, ZohoRateLimitError, ZohoRequestError, ZohoTransientError
@@ -147,23 +148,22 @@ def _progress(size: int, expected: int | None, seconds: float) -> str:
 
 
 class SlotHoldTrigger(DateTimeTrigger):
-    """Fires at ``moment`` (the end of a download's slot hold).
+    """Fires at ``moment`` (the end of a download's slot hold) and resumes the task.
 
-    With ``result`` (the download succeeded) it ends the task successfully from the triggerer, pushing ``result``
-    as the return value: the task leaves the pool at the hold's end without a second pass through it. Otherwise
-    it resumes the task, which goes back through the pool before acting on the outcome.
+    Unlike ``DateTimeTrigger``, which polls once a second near the end, it sleeps to the moment itself: up to a
+    second of the download allowance is otherwise lost per hold.
     """
 
-    def __init__(self, moment: datetime, result: dict[str, Any] | None = None) -> None:
+    def __init__(self, moment: datetime) -> None:
         super().__init__(moment=moment)
-        self.result = result
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
-        return f"{type(self).__module__}.{type(self).__qualname__}", {"moment": self.moment, "result": self.result}
+        return f"{type(self).__module__}.{type(self).__qualname__}", {"moment": self.moment}
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        async for event in super().run():
-            yield event if self.result is None else TaskSuccessEvent(xcoms={"return_value": self.result})
+        while (remaining := (self.moment - datetime.now(UTC)).total_seconds()) > 0:
+            await asyncio.sleep(min(remaining, 60.0))
+        yield TriggerEvent(self.moment)
 
 
 class ZohoBulkReadDownloadOperator(BaseOperator):
@@ -226,7 +226,7 @@ class ZohoBulkReadDownloadOperator(BaseOperator):
     def resume_after_hold(
         self, context: Context, attempt: int, outcome: dict[str, Any], event: Any = None
     ) -> dict[str, Any]:
-        """Runs once the slot's window has passed: fail or make the next attempt (success ends in the trigger)."""
+        """Runs once the slot's window has passed: finish, fail, or make the next attempt."""
         kind = outcome["kind"]
         if kind == "success":
             return outcome["result"]
@@ -271,8 +271,10 @@ class ZohoBulkReadDownloadOperator(BaseOperator):
             datetime.now(UTC) + timedelta(seconds=MIN_DEFERRAL_SECONDS),
         )
         self.log.info("Attempt %d: %s; holding the pool slot until %s", attempt, outcome["kind"], until.isoformat())
+        # Every outcome resumes the task (success returns its result there): Airflow 3.3.2 stores the XComs of a
+        # TaskSuccessEvent JSON-encoded twice, so downstream tasks would get a string instead of the dict.
         self.defer(
-            trigger=SlotHoldTrigger(until, outcome["result"] if outcome["kind"] == "success" else None),
+            trigger=SlotHoldTrigger(until),
             method_name="resume_after_hold",
             kwargs={"attempt": attempt, "outcome": outcome},
         )
