@@ -28,10 +28,12 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from include.polling import wait_until
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 AIRFLOW_BIN = str(Path(sys.executable).parent / "airflow")
@@ -45,18 +47,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def wait_until(condition: Callable[[], Any], *, timeout: float, interval: float = 0.5, what: str) -> Any:
-    """Poll ``condition`` until it returns something truthy; raise TimeoutError naming ``what``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(interval)
 
 
 def service_reachable(host: str, port: int) -> bool:

@@ -25,19 +25,15 @@ from typing import Any
 import pytest
 
 from include.airflow_stack import REPO_ROOT, AirflowStack
-from include.local_setup import simulator_connection
+from include.local_setup import DEMO_SIMULATOR_OPTIONS, DOWNLOAD_WINDOW_SECONDS, simulator_connection
 from include.zoho_simulator.process import SimulatorProcess
 from tests.stack_support import airflow_stack
 
-WINDOW = 10
+WINDOW = DOWNLOAD_WINDOW_SECONDS
 """Compressed download window (s) of the simulator and the connection; >= zoho_crm.deferral.MIN_DEFERRAL_SECONDS."""
 
-SIMULATOR_OPTIONS: dict[str, Any] = {
-    "records": {"Leads": 2500, "Events": 120},
-    "per_page_csv": 1000,
-    "job_seconds": 1,
-    "download_window": WINDOW,
-}
+SIMULATOR_OPTIONS: dict[str, Any] = {**DEMO_SIMULATOR_OPTIONS, "job_seconds": 1}
+"""The demo's data (Leads: 3 pages of CSV, Events: one ICS page) with faster jobs."""
 LOCAL = [pytest.mark.stack, pytest.mark.xdist_group("local_deployment")]
 CELERY = [pytest.mark.stack, pytest.mark.celery, pytest.mark.xdist_group("celery_deployment")]
 

@@ -8,11 +8,12 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any
+
+from include.polling import wait_until
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 READY_PREFIX = "Zoho CRM simulator listening on "
@@ -167,11 +168,4 @@ class SimulatorProcess:
 
     def wait_for(self, predicate: Any, timeout: float = 10.0, interval: float = 0.05) -> Any:
         """Poll ``predicate()`` until it returns a truthy value (returned) or raise TimeoutError."""
-        deadline = time.monotonic() + timeout
-        while True:
-            value = predicate()
-            if value:
-                return value
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"condition not met within {timeout} s")
-            time.sleep(interval)
+        return wait_until(predicate, timeout=timeout, interval=interval, what="a simulator condition")

@@ -15,13 +15,14 @@ import pytest
 
 from include.airflow_stack import AirflowStack, wait_until
 from include.zoho_simulator.process import SimulatorProcess
-from tests.deployments import CELERY, LOCAL, WINDOW, Deployment
+from tests.deployments import CELERY, LOCAL, SIMULATOR_OPTIONS, WINDOW, Deployment
 from zoho_crm.export_request import time_range_criteria, zoho_datetime
 from zoho_crm.rate_limit import max_in_sliding_window
 
 MAIN_DAG = "zoho_crm_bulk_read"
 SCHEDULED_DAG = "zoho_crm_leads_csv"
-LEADS = 2500
+LEADS = SIMULATOR_OPTIONS["records"]["Leads"]
+EVENTS = SIMULATOR_OPTIONS["records"]["Events"]
 
 
 @pytest.fixture(
@@ -92,7 +93,7 @@ def test_ui_trigger_exports_every_page_of_leads_and_events(deployment: Deploymen
     assert len(ids) == len(set(ids)) == LEADS
     assert set(ids) == set(sim.record_ids("Leads"))
     events = manifest_of(stack, MAIN_DAG, events_run)
-    assert events["file_type"] == "ics" and events["valid"] and events["record_count"] == 120
+    assert events["file_type"] == "ics" and events["valid"] and events["record_count"] == EVENTS
 
 
 def test_scheduled_run_exports_its_data_interval(deployment: Deployment) -> None:

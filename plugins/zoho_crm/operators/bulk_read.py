@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from datetime import timedelta
-from typing import Any
+from typing import Any, NoReturn
 
 from airflow.sdk import BaseOperator, Context, conf
 from airflow.sdk.exceptions import AirflowFailException
@@ -45,6 +45,31 @@ def job_result_from_event(event: dict[str, Any]) -> dict[str, Any]:
             f"last state seen {event.get('state')}. {event.get('message')} Raise timeout or check the job in Zoho."
         )
     raise fail_fast(f"Waiting for Zoho bulk read job {job_id} failed: {event.get('message')}")
+
+
+def defer_until_job_done(
+    task: BaseOperator,
+    job_id: str,
+    *,
+    zoho_conn_id: str,
+    poll_interval: float,
+    max_poll_interval: float,
+    timeout: float,
+    kwargs: dict[str, Any] | None = None,
+) -> NoReturn:
+    """Defer ``task`` on a ZohoBulkReadJobTrigger for ``job_id``; it resumes in ``execute_complete(event, **kwargs)``."""
+    task.defer(
+        trigger=ZohoBulkReadJobTrigger(
+            job_id=str(job_id),
+            zoho_conn_id=zoho_conn_id,
+            poll_interval=poll_interval,
+            max_poll_interval=max_poll_interval,
+            deadline=time.time() + timeout,
+        ),
+        method_name="execute_complete",
+        kwargs=kwargs,
+        timeout=timedelta(seconds=timeout + 120),
+    )
 
 
 def wait_in_process(
@@ -178,16 +203,13 @@ class ZohoBulkReadOperator(BaseOperator):
                 max_poll_interval=self.max_poll_interval,
                 timeout=self.timeout,
             )
-        self.defer(
-            trigger=ZohoBulkReadJobTrigger(
-                job_id=job["job_id"],
-                zoho_conn_id=self.zoho_conn_id,
-                poll_interval=self.poll_interval,
-                max_poll_interval=self.max_poll_interval,
-                deadline=time.time() + self.timeout,
-            ),
-            method_name="execute_complete",
-            timeout=timedelta(seconds=self.timeout + 120),
+        defer_until_job_done(
+            self,
+            job["job_id"],
+            zoho_conn_id=self.zoho_conn_id,
+            poll_interval=self.poll_interval,
+            max_poll_interval=self.max_poll_interval,
+            timeout=self.timeout,
         )
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:

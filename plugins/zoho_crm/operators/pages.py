@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -11,8 +10,7 @@ from airflow.sdk import BaseOperator, Context
 from zoho_crm.bulk_read_query import build_bulk_read_body
 from zoho_crm.errors import ZohoError
 from zoho_crm.hooks.zoho_crm import ZohoCRMHook
-from zoho_crm.operators.bulk_read import fail_fast, job_result_from_event, task_error
-from zoho_crm.triggers.bulk_read_job import ZohoBulkReadJobTrigger
+from zoho_crm.operators.bulk_read import defer_until_job_done, fail_fast, job_result_from_event, task_error
 
 
 class ZohoBulkReadPagesOperator(BaseOperator):
@@ -85,14 +83,12 @@ class ZohoBulkReadPagesOperator(BaseOperator):
         except ZohoError as err:
             raise task_error(err) from err
         self.log.info("Created bulk read job %s for page %d.", job["id"], int(last["page"]) + 1)
-        self.defer(
-            trigger=ZohoBulkReadJobTrigger(
-                job_id=job["id"],
-                zoho_conn_id=self.zoho_conn_id,
-                poll_interval=self.poll_interval,
-                max_poll_interval=self.max_poll_interval,
-                deadline=time.time() + self.page_timeout,
-            ),
-            method_name="execute_complete",
+        defer_until_job_done(
+            self,
+            job["id"],
+            zoho_conn_id=self.zoho_conn_id,
+            poll_interval=self.poll_interval,
+            max_poll_interval=self.max_poll_interval,
+            timeout=self.page_timeout,
             kwargs={"pages": pages},
         )

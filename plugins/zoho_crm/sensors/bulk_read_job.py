@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
-from datetime import timedelta
 from typing import Any
 
 from airflow.sdk import BaseSensorOperator, Context, PokeReturnValue, conf
@@ -12,8 +10,13 @@ from airflow.sdk.exceptions import AirflowSensorTimeout
 
 from zoho_crm.errors import ZohoError
 from zoho_crm.hooks.zoho_crm import ZohoCRMHook
-from zoho_crm.operators.bulk_read import DEFAULT_TIMEOUT_SECONDS, job_result_from_event, task_error
-from zoho_crm.triggers.bulk_read_job import ZohoBulkReadJobTrigger, job_failure, job_result
+from zoho_crm.operators.bulk_read import (
+    DEFAULT_TIMEOUT_SECONDS,
+    defer_until_job_done,
+    job_result_from_event,
+    task_error,
+)
+from zoho_crm.triggers.bulk_read_job import job_failure, job_result
 
 __all__ = ["ZohoBulkReadJobSensor", "job_result_from_event"]
 
@@ -64,16 +67,13 @@ class ZohoBulkReadJobSensor(BaseSensorOperator):
         first = self.poke(context)  # a job that is already done needs no deferral
         if first.is_done:
             return first.xcom_value
-        self.defer(
-            trigger=ZohoBulkReadJobTrigger(
-                job_id=str(self.job_id),
-                zoho_conn_id=self.zoho_conn_id,
-                poll_interval=self.poll_interval,
-                max_poll_interval=self.max_poll_interval,
-                deadline=time.time() + self.timeout,
-            ),
-            method_name="execute_complete",
-            timeout=timedelta(seconds=self.timeout + 120),
+        defer_until_job_done(
+            self,
+            self.job_id,
+            zoho_conn_id=self.zoho_conn_id,
+            poll_interval=self.poll_interval,
+            max_poll_interval=self.max_poll_interval,
+            timeout=self.timeout,
         )
 
     def poke(self, context: Context) -> PokeReturnValue:
