@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from zoho_crm.export_layout import final_dir, publish, run_key, staging_dir
 
 
 def test_interval_runs_share_a_key_and_manual_runs_get_their_own() -> None:
-    start, end = datetime(2026, 11, 10, tzinfo=timezone.utc), datetime(2026, 11, 11, tzinfo=timezone.utc)
+    start, end = datetime(2026, 11, 10, tzinfo=UTC), datetime(2026, 11, 11, tzinfo=UTC)
     assert run_key("scheduled", "scheduled__x", start, end) == run_key("backfill", "backfill__y", start, end)
     assert run_key("manual", "manual__2026-11-29T04:00:00+00:00", start, end).startswith("manual--manual__")
     assert run_key("manual", "a", None, None) != run_key("manual", "b", None, None)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from airflow.sdk.exceptions import ParamValidationError
@@ -12,7 +12,7 @@ from zoho_crm.bulk_read_query import InvalidBulkReadQuery
 from zoho_crm.export_dag import build_export_dag
 from zoho_crm.export_request import resolve_export, zoho_datetime
 
-DAY = datetime(2026, 11, 10, tzinfo=timezone.utc), datetime(2026, 11, 11, tzinfo=timezone.utc)
+DAY = datetime(2026, 11, 10, tzinfo=UTC), datetime(2026, 11, 11, tzinfo=UTC)
 
 
 def resolve(params: dict, run_type: str = "manual", interval=(None, None)) -> dict:
@@ -71,7 +71,7 @@ def test_custom_module_from_the_config_is_accepted() -> None:
 
 
 def test_zoho_datetime_has_no_milliseconds_and_an_offset() -> None:
-    assert zoho_datetime(datetime(2026, 11, 1, 12, 30, 15, 123456, tzinfo=timezone.utc)) == "2026-11-01T12:30:15+00:00"
+    assert zoho_datetime(datetime(2026, 11, 1, 12, 30, 15, 123456, tzinfo=UTC)) == "2026-11-01T12:30:15+00:00"
 
 
 def _form(dag, **conf):
