@@ -27,14 +27,11 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO_ROOT / "plugins"), str(REPO_ROOT)]
 
+from include.local_setup import simulator_connection  # noqa: E402
 from include.zoho_simulator.process import SimulatorProcess  # noqa: E402
-from tests.download.download_checks import (  # noqa: E402
-    LIMIT,
-    airflow_stack,
-    connection_json,
-    download_log,
-    run_download_dags,
-)
+from tests.deployments import dags_folder  # noqa: E402
+from tests.download.download_checks import LIMIT, download_log, run_download_dags  # noqa: E402
+from tests.stack_support import airflow_stack  # noqa: E402
 from zoho_crm.rate_limit import max_in_sliding_window, utilisation  # noqa: E402
 
 MEMORY_RECORDS = 200_000
@@ -42,8 +39,8 @@ MEMORY_RECORDS = 200_000
 
 def bench_utilisation(args: argparse.Namespace, work: Path) -> None:
     with SimulatorProcess(download_window=args.window, download_limit=LIMIT, job_seconds=0.5) as sim:
-        conn = connection_json(sim, window=args.window, cache_dir=work / "tokens")
-        with airflow_stack(work, conn) as stack:
+        env = {**simulator_connection(sim, args.window), "ZOHO_CRM_TOKEN_CACHE_DIR": str(work / "tokens")}
+        with airflow_stack(work / "airflow", dags_folder=dags_folder(work), env=env) as stack:
             started = time.monotonic()
             run_download_dags(stack, work / "out", runs=args.runs, jobs_per_run=args.jobs_per_run, timeout=1800)
             elapsed = time.monotonic() - started
@@ -71,7 +68,8 @@ def bench_memory(work: Path) -> None:
         env = {
             **os.environ,
             "PYTHONPATH": os.pathsep.join([str(REPO_ROOT / "plugins"), str(REPO_ROOT)]),
-            "AIRFLOW_CONN_ZOHO_CRM_DEFAULT": connection_json(sim, window=60, cache_dir=work / "mem-tokens"),
+            **simulator_connection(sim, 60),
+            "ZOHO_CRM_TOKEN_CACHE_DIR": str(work / "mem-tokens"),
         }
         child = subprocess.run(
             [sys.executable, __file__, "--memory-child", str(work / "mem-out")],

@@ -34,7 +34,8 @@ WINDOW = DOWNLOAD_WINDOW_SECONDS
 
 SIMULATOR_OPTIONS: dict[str, Any] = {**DEMO_SIMULATOR_OPTIONS, "job_seconds": 1}
 """The demo's data (Leads: 3 pages of CSV, Events: one ICS page) with faster jobs."""
-LOCAL = [pytest.mark.stack, pytest.mark.xdist_group("local_deployment")]
+LOCAL_GROUP = "local_deployment"
+LOCAL = [pytest.mark.stack, pytest.mark.xdist_group(LOCAL_GROUP)]
 CELERY = [pytest.mark.stack, pytest.mark.celery, pytest.mark.xdist_group("celery_deployment")]
 
 
