@@ -10,7 +10,7 @@ Both run the repository's DAGs plus the test DAGs of ``tests/dags/``, the downlo
 ``include/pools.json`` and a simulator whose rate-limit window (:data:`WINDOW` s) matches the connection's.
 Tests that change the simulator's settings use :meth:`Deployment.simulator_settings`, which restores them.
 Test modules using a deployment carry ``pytest.mark.xdist_group`` (see :data:`LOCAL`, :data:`CELERY`) so that,
-with ``pytest -n``, each deployment lives in one worker process.
+with ``pytest -n``, every deployment lives in the same worker process.
 """
 
 from __future__ import annotations
@@ -34,9 +34,11 @@ WINDOW = DOWNLOAD_WINDOW_SECONDS
 
 SIMULATOR_OPTIONS: dict[str, Any] = {**DEMO_SIMULATOR_OPTIONS, "job_seconds": 1}
 """The demo's data (Leads: 3 pages of CSV, Events: one ICS page) with faster jobs."""
-LOCAL_GROUP = "local_deployment"
-LOCAL = [pytest.mark.stack, pytest.mark.xdist_group(LOCAL_GROUP)]
-CELERY = [pytest.mark.stack, pytest.mark.celery, pytest.mark.xdist_group("celery_deployment")]
+STACKS_GROUP = "airflow_stacks"
+"""One pytest-xdist group for every test that runs Airflow: stacks run one after another in one worker (two at
+once on 2 cores starve each other's schedulers), while the other worker runs the tests without Airflow."""
+LOCAL = [pytest.mark.stack, pytest.mark.xdist_group(STACKS_GROUP)]
+CELERY = [pytest.mark.stack, pytest.mark.celery, pytest.mark.xdist_group(STACKS_GROUP)]
 
 
 @dataclass

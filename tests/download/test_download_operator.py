@@ -22,8 +22,8 @@ from airflow.sdk.module_loading import import_string
 from airflow.sdk.serde import deserialize, serialize
 from airflow.triggers.base import TriggerEvent
 
+from include.local_setup import simulator_connection
 from include.zoho_simulator.process import SimulatorProcess
-from tests.download.download_checks import connection_json
 from tests.simulator_fixtures import start_simulator
 from zoho_crm.hooks.zoho_crm import ZohoCRMHook
 from zoho_crm.operators.download import SlotHoldTrigger, ZohoBulkReadDownloadOperator
@@ -41,9 +41,9 @@ def sim() -> Iterator[SimulatorProcess]:
 @pytest.fixture
 def hook(sim: SimulatorProcess, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ZohoCRMHook:
     sim.reset()
-    monkeypatch.setenv(
-        "AIRFLOW_CONN_ZOHO_CRM_DEFAULT", connection_json(sim, window=WINDOW, cache_dir=tmp_path / "tokens")
-    )
+    for name, value in simulator_connection(sim, WINDOW).items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("ZOHO_CRM_TOKEN_CACHE_DIR", str(tmp_path / "tokens"))
     return ZohoCRMHook(retry_attempts=1)
 
 

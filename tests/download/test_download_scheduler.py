@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.deployments import CELERY, LOCAL, LOCAL_GROUP, WINDOW, Deployment
+from tests.deployments import CELERY, LOCAL, STACKS_GROUP, WINDOW, Deployment
 from tests.download.download_checks import (
     LIMIT,
     POOL,
@@ -54,7 +54,7 @@ def test_three_concurrent_runs_stay_under_the_download_limit(deployment: Deploym
 
 
 @pytest.mark.stack
-@pytest.mark.xdist_group(LOCAL_GROUP)
+@pytest.mark.xdist_group(STACKS_GROUP)
 def test_foreign_downloads_cause_429s_that_are_waited_out(local_deployment: Deployment, tmp_path: Path) -> None:
     """Another client of the org uses the allowance: our requests get 429, wait a window deferred, and succeed."""
     sim, stack = local_deployment.sim, local_deployment.stack

@@ -16,6 +16,7 @@ import pytest
 from include.airflow_stack import AirflowStack, wait_until
 from include.zoho_simulator.process import SimulatorProcess
 from tests.deployments import CELERY, LOCAL, SIMULATOR_OPTIONS, WINDOW, Deployment
+from tests.download.download_checks import next_request_seq
 from zoho_crm.export_request import time_range_criteria, zoho_datetime
 from zoho_crm.rate_limit import max_in_sliding_window
 
@@ -34,12 +35,6 @@ def deployment(request: pytest.FixtureRequest) -> Deployment:
     deployment = request.getfixturevalue(f"{request.param}_deployment")
     deployment.stack.wait_for_dag(MAIN_DAG)
     return deployment
-
-
-@pytest.fixture(scope="module")
-def first_request(deployment: Deployment) -> int:
-    """The simulator's request sequence number when this module's scenarios start."""
-    return max((r["seq"] for r in deployment.sim.requests()), default=0) + 1
 
 
 def manifest_of(stack: AirflowStack, dag_id: str, run_id: str) -> dict:
@@ -66,6 +61,17 @@ def interval_ids(sim: SimulatorProcess, start: datetime, end: datetime) -> set[s
     return set(sim.record_ids("Leads", time_range_criteria(zoho_datetime(start), zoho_datetime(end))))
 
 
+def assert_within_zoho_limits(sim: SimulatorProcess, since: int, min_downloads: int) -> None:
+    """The scenario's traffic (requests from ``since`` on): the download limit and the token budget held."""
+    ours = [r for r in sim.requests() if r["seq"] >= since]
+    downloads = [r for r in ours if r["kind"] == "download"]
+    assert len(downloads) >= min_downloads
+    assert max_in_sliding_window([r["t"] for r in downloads], WINDOW) <= 10
+    assert not [r for r in downloads if r["status"] == 429]
+    tokens = [r for r in ours if r["kind"] == "token"]
+    assert len(tokens) <= 1, f"{len(tokens)} token requests for {len(ours)} API calls: the cache must be shared"
+
+
 def assert_run_ok(stack: AirflowStack, dag_id: str, run_id: str) -> None:
     state = stack.wait_for_run(dag_id, run_id, timeout=600)
     if state != "success":
@@ -77,8 +83,9 @@ def assert_run_ok(stack: AirflowStack, dag_id: str, run_id: str) -> None:
         pytest.fail(f"{dag_id} run {run_id} ended {state}; tasks not successful: {bad}")
 
 
-def test_ui_trigger_exports_every_page_of_leads_and_events(deployment: Deployment, first_request: int) -> None:
+def test_ui_trigger_exports_every_page_of_leads_and_events(deployment: Deployment) -> None:
     stack, sim = deployment.stack, deployment.sim
+    since = next_request_seq(sim)
     leads_run = stack.trigger(MAIN_DAG, conf={"module": "Leads", "file_type": "csv", "fields": []})
     events_run = stack.trigger(MAIN_DAG, conf={"module": "Events", "file_type": "ics"})
     assert_run_ok(stack, MAIN_DAG, leads_run)
@@ -94,10 +101,16 @@ def test_ui_trigger_exports_every_page_of_leads_and_events(deployment: Deploymen
     assert set(ids) == set(sim.record_ids("Leads"))
     events = manifest_of(stack, MAIN_DAG, events_run)
     assert events["file_type"] == "ics" and events["valid"] and events["record_count"] == EVENTS
+    published = stack.api("GET", "/assets/events?limit=1000")["asset_events"]
+    leads_events = [e for e in published if e["uri"] == "zoho-crm://Leads"]
+    assert any(str((e["extra"] or {}).get("manifest", "")).endswith(f"{leads['run_key']}/manifest.json") for e in leads_events)
+    assert any(e["uri"] == "zoho-crm://Events" for e in published), "each module's Asset is updated"
+    assert_within_zoho_limits(sim, since, min_downloads=4)
 
 
 def test_scheduled_run_exports_its_data_interval(deployment: Deployment) -> None:
     stack, sim = deployment.stack, deployment.sim
+    since = next_request_seq(sim)
     stack.wait_for_dag(SCHEDULED_DAG)  # unpausing lets the scheduler create the latest interval's run
     runs = _wait_for_runs(stack, SCHEDULED_DAG, "scheduled", 1)
     run = runs[0]
@@ -108,10 +121,12 @@ def test_scheduled_run_exports_its_data_interval(deployment: Deployment) -> None
     assert len(ids) == len(set(ids))
     assert set(ids) == interval_ids(sim, start, end)
     assert manifest["time_range"] == [zoho_datetime(start), zoho_datetime(end)]
+    assert_within_zoho_limits(sim, since, min_downloads=1)
 
 
 def test_backfill_exports_each_interval_and_a_second_backfill_replaces(deployment: Deployment) -> None:
     stack, sim = deployment.stack, deployment.sim
+    since = next_request_seq(sim)
     stack.wait_for_dag(SCHEDULED_DAG)
     dates = (SCHEDULED_DAG, "2026-11-10", "2026-11-12")  # `airflow backfill create` over 3 daily intervals
     stack.create_backfill(*dates)
@@ -153,17 +168,7 @@ def test_backfill_exports_each_interval_and_a_second_backfill_replaces(deploymen
     leads_dirs = {p.name for p in (deployment.export_dir / "Leads").iterdir()}
     assert set(keys_before) <= leads_dirs
     assert not [p for p in deployment.export_dir.rglob("*.part*")], "no partial file may stay behind"
-
-
-def test_rate_limit_and_token_budget_held(deployment: Deployment, first_request: int) -> None:
-    """Runs after the scenarios above (module order): their traffic stayed within Zoho's limits."""
-    ours = [r for r in deployment.sim.requests() if r["seq"] >= first_request]
-    downloads = [r for r in ours if r["kind"] == "download"]
-    assert len(downloads) >= 10, "the scenarios above downloaded pages"
-    assert max_in_sliding_window([r["t"] for r in downloads], WINDOW) <= 10
-    assert not [r for r in downloads if r["status"] == 429]
-    tokens = [r for r in ours if r["kind"] == "token"]
-    assert len(tokens) <= 2, f"{len(tokens)} token requests for {len(ours)} API calls: the cache must be shared"
+    assert_within_zoho_limits(sim, since, min_downloads=6)
 
 
 def _interval(run: dict) -> tuple[datetime, datetime]:
