@@ -102,9 +102,10 @@ def test_ui_trigger_exports_every_page_of_leads_and_events(deployment: Deploymen
     events = manifest_of(stack, MAIN_DAG, events_run)
     assert events["file_type"] == "ics" and events["valid"] and events["record_count"] == EVENTS
     published = stack.api("GET", "/assets/events?limit=1000")["asset_events"]
-    leads_events = [e for e in published if e["uri"] == "zoho-crm://Leads"]
+    # Airflow normalises the URI with a trailing "/" (so does Asset("zoho-crm://Leads") in a downstream DAG).
+    leads_events = [e for e in published if e["uri"].rstrip("/") == "zoho-crm://Leads"]
     assert any(str((e["extra"] or {}).get("manifest", "")).endswith(f"{leads['run_key']}/manifest.json") for e in leads_events)
-    assert any(e["uri"] == "zoho-crm://Events" for e in published), "each module's Asset is updated"
+    assert any(e["uri"].rstrip("/") == "zoho-crm://Events" for e in published), "each module's Asset is updated"
     assert_within_zoho_limits(sim, since, min_downloads=4)
 
 
