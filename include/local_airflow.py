@@ -17,7 +17,14 @@ from include.local_setup import DEMO_SIMULATOR_OPTIONS, simulator_connection
 from include.zoho_simulator.process import SimulatorProcess
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main() -> int:
+    # Ctrl-C (even when started where SIGINT is ignored) and SIGTERM both stop every component.
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
     home = Path(os.environ.get("AIRFLOW_HOME") or REPO_ROOT / ".airflow")
     home.mkdir(parents=True, exist_ok=True)
     passwords = home / "passwords.json"
@@ -29,6 +36,8 @@ def main() -> int:
             **os.environ,
             **simulator_connection(sim),
             "AIRFLOW_HOME": str(home),
+            # standalone starts its components as `airflow ...` found on PATH: the project's virtualenv first.
+            "PATH": os.pathsep.join([str(Path(AIRFLOW_BIN).parent), os.environ.get("PATH", "")]),
             "PYTHONPATH": os.pathsep.join([str(REPO_ROOT / "plugins"), str(REPO_ROOT)]),
             "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "dags"),
             "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO_ROOT / "plugins"),
