@@ -126,10 +126,9 @@ class AirflowStack:
             "AIRFLOW__API_AUTH__JWT_SECRET": self._stable_secret("jwt_secret"),
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
             # DAG files do not change while a stack runs: parse each rarely, and slowly rather than time out on
-            # a busy 2-core machine; the scheduler loops often so short compressed windows stay short.
+            # a busy 2-core machine (idle deployments of a test session must leave the CPU to the busy one).
             "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "600",
             "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "300",
-            "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.2",
             "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
             "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(self.home / "logs"),
         }
