@@ -329,6 +329,13 @@ class AirflowStack:
 
         return wait_until(finished, timeout=timeout, interval=1, what=f"run {run_id} of {dag_id} to finish")
 
+    def return_value(self, dag_id: str, run_id: str, task_id: str) -> Any:
+        """The XCom ``return_value`` of an (unmapped) task instance of a run."""
+        quoted = urllib.parse.quote(run_id, safe="")
+        return self.api("GET", f"/dags/{dag_id}/dagRuns/{quoted}/taskInstances/{task_id}/xcomEntries/return_value")[
+            "value"
+        ]
+
     def dag_runs(self, dag_id: str) -> list[dict]:
         return self.api("GET", f"/dags/{dag_id}/dagRuns?limit=1000")["dag_runs"]
 

@@ -37,7 +37,7 @@ def main() -> int:
                 if state != "success":
                     failed.append(label)
                     continue
-                summary = stack.api("GET", _xcom_path(run_id))["value"]
+                summary = stack.return_value(DAG_ID, run_id, "manifest")
                 manifest = json.loads(Path(summary["manifest"]).read_text())
                 print(f"  {manifest['record_count']} records in {manifest['page_count']} page(s), all valid: "
                       f"{manifest['valid']}")
@@ -49,12 +49,6 @@ def main() -> int:
         return 1
     print(f"\nDemo done. Validated output under {export_dir}")
     return 0
-
-
-def _xcom_path(run_id: str) -> str:
-    from urllib.parse import quote
-
-    return f"/dags/{DAG_ID}/dagRuns/{quote(run_id, safe='')}/taskInstances/manifest/xcomEntries/return_value"
 
 
 if __name__ == "__main__":

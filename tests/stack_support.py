@@ -12,8 +12,6 @@ import redis
 
 from include.airflow_stack import AirflowStack, postgres_database, service_reachable
 
-EXECUTORS = ("local", "celery")
-
 
 def require_celery_services() -> None:
     """Skip when PostgreSQL or Redis is not reachable on localhost; under CI=true that is a failure."""
@@ -30,7 +28,7 @@ def redis_database() -> Iterator[str]:
     """A Redis broker URL on a database index no other test stack uses at the same time, emptied after use."""
     client = redis.Redis(host="127.0.0.1", port=6379)
     for index in range(1, 16):
-        if client.set(f"zoho-airflow-tests:db{index}", "busy", nx=True, ex=3600, ):
+        if client.set(f"zoho-airflow-tests:db{index}", "busy", nx=True, ex=3600):
             break
     else:
         raise RuntimeError("no free Redis database index (1-15) for a Celery broker")

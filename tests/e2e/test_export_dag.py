@@ -38,10 +38,7 @@ def deployment(request: pytest.FixtureRequest) -> Deployment:
 
 
 def manifest_of(stack: AirflowStack, dag_id: str, run_id: str) -> dict:
-    from urllib.parse import quote
-
-    path = f"/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}/taskInstances/manifest/xcomEntries/return_value"
-    summary = stack.api("GET", path)["value"]
+    summary = stack.return_value(dag_id, run_id, "manifest")
     return json.loads(Path(summary["manifest"]).read_text())
 
 

@@ -198,8 +198,7 @@ def assert_succeeded(deployment: Deployment, dag_id: str, run_id: str) -> None:
 
 
 def manifest_of(deployment: Deployment, dag_id: str, run_id: str) -> dict:
-    summary = deployment.stack.api("GET", f"{run_path(dag_id, run_id)}/taskInstances/manifest/xcomEntries/"
-                                          "return_value")["value"]
+    summary = deployment.stack.return_value(dag_id, run_id, "manifest")
     return json.loads(Path(summary["manifest"]).read_text())
 
 

@@ -6,8 +6,6 @@ XCom, every task and the triggerer share one access token, and no secret reaches
 
 from __future__ import annotations
 
-import urllib.parse
-
 import pytest
 
 from include.airflow_stack import AirflowStack, wait_until
@@ -52,13 +50,8 @@ def test_sensor_is_deferred_while_the_job_runs(local_deployment: Deployment):
         final = wait_until(finished, timeout=300, interval=1, what="the run to finish")
         assert final == "success", states(stack, run_id)
         assert "up_for_reschedule" in seen["wait_rescheduled"], seen
-        quoted = urllib.parse.quote(run_id, safe="")
-        xcom = stack.api(
-            "GET", f"/dags/{DAG_ID}/dagRuns/{quoted}/taskInstances/wait_for_job/xcomEntries/return_value"
-        )["value"]
-        job_id = stack.api(
-            "GET", f"/dags/{DAG_ID}/dagRuns/{quoted}/taskInstances/create_job/xcomEntries/return_value"
-        )["value"]["job_id"]
+        xcom = stack.return_value(DAG_ID, run_id, "wait_for_job")
+        job_id = stack.return_value(DAG_ID, run_id, "create_job")["job_id"]
         assert (xcom["job_id"], xcom["count"], xcom["module"]) == (job_id, SIMULATOR_OPTIONS["per_page_csv"], "Leads")
         new_tokens = len(sim.requests("token")) - tokens_before
         assert new_tokens <= 1, "worker tasks and the triggerer shared one access token"
