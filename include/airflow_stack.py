@@ -270,8 +270,15 @@ class AirflowStack:
                 self._token = json.load(response)["access_token"]
         return self._token
 
-    def api(self, method: str, path: str, body: Any = None, *, expect: tuple[int, ...] = (200,)) -> Any:
-        """Call the public REST API (``/api/v2`` + path) and return the decoded JSON answer."""
+    def api(
+        self, method: str, path: str, body: Any = None, *, expect: tuple[int, ...] = (200,), retry: bool | None = None
+    ) -> Any:
+        """Call the public REST API (``/api/v2`` + path) and return the decoded JSON answer.
+
+        ``retry`` (default: for GET only, as the call must be idempotent): an answer >= 500 or no answer within
+        the timeout is tried again. On a busy SQLite database the API server itself may wait up to a minute for
+        the write lock (include/sqlite_settings.py) and then answer 500 "database is locked".
+        """
         data = None if body is None else json.dumps(body).encode()
         request = urllib.request.Request(
             f"{self.url}/api/v2{path}",
@@ -279,17 +286,20 @@ class AirflowStack:
             method=method,
             headers={"Authorization": f"Bearer {self.token()}", "Content-Type": "application/json"},
         )
-        # A read that meets a busy SQLite database answers 500 ("database is locked"): reads are retried.
-        for attempt in range(5 if method == "GET" else 1):
-            if attempt:
-                time.sleep(attempt)
+        attempts = 5 if (method == "GET" if retry is None else retry) else 1
+        for attempt in range(1, attempts + 1):
             try:
-                with urllib.request.urlopen(request, timeout=60) as response:
+                with urllib.request.urlopen(request, timeout=90) as response:
                     status, payload = response.status, response.read()
             except urllib.error.HTTPError as err:
                 status, payload = err.code, err.read()
-            if status < 500:
+            except (TimeoutError, urllib.error.URLError) as err:
+                if attempt == attempts:
+                    raise RuntimeError(f"{method} /api/v2{path}: no answer ({err}) after {attempts} attempt(s)") from err
+                continue
+            if status < 500 or attempt == attempts:
                 break
+            time.sleep(attempt)
         if status not in expect:
             raise RuntimeError(f"{method} /api/v2{path} answered {status}: {payload[:2000]!r}")
         return json.loads(payload) if payload else None
@@ -311,9 +321,15 @@ class AirflowStack:
         return dag
 
     def trigger(self, dag_id: str, conf: Mapping[str, Any] | None = None, **fields: Any) -> str:
-        """Trigger a run through the REST API as the UI's trigger form does; return its run id."""
-        body = {"logical_date": None, "conf": dict(conf or {}), **fields}
-        return self.api("POST", f"/dags/{dag_id}/dagRuns", body)["dag_run_id"]
+        """Trigger a run through the REST API as the UI's trigger form does; return its run id.
+
+        The run id is chosen here, so a POST that got no answer can be sent again: a run that was created
+        anyway answers 409, and is the same run.
+        """
+        run_id = fields.pop("dag_run_id", None) or f"manual__{time.strftime('%Y%m%dT%H%M%S')}_{secrets.token_hex(4)}"
+        body = {"dag_run_id": run_id, "logical_date": None, "conf": dict(conf or {}), **fields}
+        self.api("POST", f"/dags/{dag_id}/dagRuns", body, expect=(200, 409), retry=True)
+        return run_id
 
     def run_state(self, dag_id: str, run_id: str) -> str:
         quoted = urllib.parse.quote(run_id, safe="")

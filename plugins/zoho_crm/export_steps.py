@@ -14,7 +14,6 @@ from typing import Any
 from zoho_crm.archive import ArchiveError, extract_page
 from zoho_crm.atomic_files import write_json_atomic
 from zoho_crm.export_layout import page_dir_name, publish
-from zoho_crm.validation import Problem, validate_csv, validate_ics
 
 EXPORT_SUBDIR = "export"
 DOWNLOADS_SUBDIR = "downloads"
@@ -53,6 +52,9 @@ def validate_page(
     page: dict[str, Any], *, fields: list[str] | None, field_metadata: list[dict] | None
 ) -> dict[str, Any]:
     """Validate an extracted page, write its ``report.json`` beside it, and raise if it is invalid."""
+    # Imported here: pyarrow costs every DAG parse and every other task's start-up a few tenths of a second.
+    from zoho_crm.validation import Problem, validate_csv, validate_ics
+
     path = Path(page["extracted_path"])
     if page["file_type"] == "ics":
         report = validate_ics(path, expected_count=page.get("count"))

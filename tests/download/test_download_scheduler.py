@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.deployments import CELERY, LOCAL, STACKS_GROUP, WINDOW, Deployment
+from tests.deployments import CELERY, LOCAL, WINDOW, Deployment
 from tests.download.download_checks import (
     LIMIT,
     POOL,
@@ -53,11 +53,9 @@ def test_three_concurrent_runs_stay_under_the_download_limit(deployment: Deploym
     assert peak["occupied_slots"] == LIMIT, "the pool was never full: the test did not exercise the limit"
 
 
-@pytest.mark.stack
-@pytest.mark.xdist_group(STACKS_GROUP)
-def test_foreign_downloads_cause_429s_that_are_waited_out(local_deployment: Deployment, tmp_path: Path) -> None:
+def test_foreign_downloads_cause_429s_that_are_waited_out(deployment: Deployment, tmp_path: Path) -> None:
     """Another client of the org uses the allowance: our requests get 429, wait a window deferred, and succeed."""
-    sim, stack = local_deployment.sim, local_deployment.stack
+    sim, stack = deployment.sim, deployment.stack
     first = next_request_seq(sim)
     injected: list[int] = []
 
@@ -66,7 +64,7 @@ def test_foreign_downloads_cause_429s_that_are_waited_out(local_deployment: Depl
             sim.foreign_downloads(LIMIT)
             injected.append(LIMIT)
 
-    with local_deployment.simulator_settings(job_seconds=0.5):
+    with deployment.simulator_settings(job_seconds=0.5):
         run_ids, _ = run_download_dags(
             stack, tmp_path / "out", runs=RUNS, jobs_per_run=JOBS_PER_RUN, during=inject_once_ours_started
         )

@@ -2,8 +2,9 @@
 
 Rate limit (Zoho: 10 download requests per minute per org): run the task in a pool whose slots equal the limit,
 with ``include_deferred``. Each pool occupancy makes at most ONE download request, then keeps its slot deferred on
-a ``DateTimeTrigger`` (:class:`SlotHoldTrigger`) until ``anchor + window + margin`` (``anchor``: wall-clock time the request ended, always at
-or after the moment Zoho saw it). Only then does the task finish, fail or make its next attempt. So every request
+a ``DateTimeTrigger`` (:class:`SlotHoldTrigger`) until ``anchor + window + margin`` (``anchor``: wall-clock time
+the request ended, always at or after the moment Zoho saw it). Only then does the task finish (a success ends in
+the triggerer), fail or make its next attempt. So every request
 owns a slot for at least a full window after it started, and ``limit`` slots admit at most ``limit`` request
 starts in any sliding window -- retries, 429s and failures included.
 """
@@ -26,9 +27,9 @@ from typing import Any, NoReturn
 
 import requests
 from airflow.providers.standard.triggers.temporal import DateTimeTrigger
-from airflow.sdk import BaseOperator, Context
+from airflow.sdk import BaseOperator, BaseXCom, Context
 from airflow.sdk.exceptions import AirflowFailException
-from airflow.triggers.base import TriggerEvent
+from airflow.triggers.base import TaskSuccessEvent, TriggerEvent
 
 from zoho_crm.deferral import MIN_DEFERRAL_SECONDS
 from zoho_crm.errors import ZohoAuthError, ZohoError, ZohoRateLimitError, ZohoRequestError, ZohoTransientError
@@ -148,22 +149,26 @@ def _progress(size: int, expected: int | None, seconds: float) -> str:
 
 
 class SlotHoldTrigger(DateTimeTrigger):
-    """Fires at ``moment`` (the end of a download's slot hold) and resumes the task.
+    """Fires at ``moment`` (the end of a download's slot hold): resumes the task, or ends it successfully.
 
     Unlike ``DateTimeTrigger``, which polls once a second near the end, it sleeps to the moment itself: up to a
-    second of the download allowance is otherwise lost per hold.
+    second of the download allowance is otherwise lost per hold. With ``end_from_trigger`` the task ends as
+    success in the triggerer, freeing its slot at once instead of after one more pass through a worker.
     """
 
-    def __init__(self, moment: datetime) -> None:
-        super().__init__(moment=moment)
+    def __init__(self, moment: datetime, end_from_trigger: bool = False) -> None:
+        super().__init__(moment=moment, end_from_trigger=end_from_trigger)
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
-        return f"{type(self).__module__}.{type(self).__qualname__}", {"moment": self.moment}
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {"moment": self.moment, "end_from_trigger": self.end_from_trigger},
+        )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         while (remaining := (self.moment - datetime.now(UTC)).total_seconds()) > 0:
             await asyncio.sleep(min(remaining, 60.0))
-        yield TriggerEvent(self.moment)
+        yield TaskSuccessEvent() if self.end_from_trigger else TriggerEvent(self.moment)
 
 
 class ZohoBulkReadDownloadOperator(BaseOperator):
@@ -221,15 +226,13 @@ class ZohoBulkReadDownloadOperator(BaseOperator):
             "Downloading job %s in pool %s: one request per slot, slot held %.1f s after each request",
             self._job()["job_id"], self.pool, max(window + self.hold_margin_seconds, MIN_DEFERRAL_SECONDS),
         )
-        self._attempt(attempt=1)
+        self._attempt(context, attempt=1)
 
     def resume_after_hold(
         self, context: Context, attempt: int, outcome: dict[str, Any], event: Any = None
     ) -> dict[str, Any]:
-        """Runs once the slot's window has passed: finish, fail, or make the next attempt."""
+        """Runs once the slot's window has passed after a failed attempt: fail, or make the next attempt."""
         kind = outcome["kind"]
-        if kind == "success":
-            return outcome["result"]
         if kind == "fatal":
             raise AirflowFailException(outcome["message"])
         if kind == "unexpected":
@@ -243,11 +246,11 @@ class ZohoBulkReadDownloadOperator(BaseOperator):
                 "this task to try again."
             )
         self.log.warning("Attempt %d of %d failed (%s); trying again", attempt, self.max_attempts, outcome["message"])
-        self._attempt(attempt=attempt + 1)
+        self._attempt(context, attempt=attempt + 1)
 
     # -- one attempt: at most one request, then hold the slot ------------------------------------------
 
-    def _attempt(self, attempt: int) -> NoReturn:
+    def _attempt(self, context: Context, attempt: int) -> NoReturn:
         hook = ZohoCRMHook(zoho_conn_id=self.zoho_conn_id)
         job = self._job()
         # Token problems surface here, before any download request: they need no hold.
@@ -270,11 +273,20 @@ class ZohoBulkReadDownloadOperator(BaseOperator):
             hold_until(anchor, self._window_seconds(hook), self.hold_margin_seconds),
             datetime.now(UTC) + timedelta(seconds=MIN_DEFERRAL_SECONDS),
         )
-        self.log.info("Attempt %d: %s; holding the pool slot until %s", attempt, outcome["kind"], until.isoformat())
-        # Every outcome resumes the task (success returns its result there): Airflow 3.3.2 stores the XComs of a
-        # TaskSuccessEvent JSON-encoded twice, so downstream tasks would get a string instead of the dict.
+        succeeded = outcome["kind"] == "success"
+        if succeeded:
+            # A successful task ends in the triggerer when the hold ends (no second pass through a worker, so the
+            # slot is free at once); its result is pushed now. Not as the TaskSuccessEvent's XCom: Airflow 3.3.2
+            # stores those JSON-encoded twice, and downstream tasks would get a string instead of the dict.
+            result = outcome.pop("result")
+            if self.do_xcom_push:
+                context["ti"].xcom_push(BaseXCom.XCOM_RETURN_KEY, result)
+        self.log.info(
+            "Attempt %d: %s; holding the pool slot until %s%s", attempt, outcome["kind"], until.isoformat(),
+            ", then the task ends in the triggerer" if succeeded else "",
+        )
         self.defer(
-            trigger=SlotHoldTrigger(until),
+            trigger=SlotHoldTrigger(until, end_from_trigger=succeeded),
             method_name="resume_after_hold",
             kwargs={"attempt": attempt, "outcome": outcome},
         )
