@@ -34,11 +34,14 @@ WINDOW = DOWNLOAD_WINDOW_SECONDS
 
 SIMULATOR_OPTIONS: dict[str, Any] = {**DEMO_SIMULATOR_OPTIONS, "job_seconds": 1}
 """The demo's data (Leads: 3 pages of CSV, Events: one ICS page) with faster jobs."""
-STACKS_GROUP = "airflow_stacks"
-"""One pytest-xdist group for every test that runs Airflow: stacks run one after another in one worker (two at
-once on 2 cores starve each other's schedulers), while the other worker runs the tests without Airflow."""
-LOCAL = [pytest.mark.stack, pytest.mark.xdist_group(STACKS_GROUP)]
-CELERY = [pytest.mark.stack, pytest.mark.celery, pytest.mark.xdist_group(STACKS_GROUP)]
+SQLITE_GROUP = "airflow_sqlite"
+"""pytest-xdist group of every test that runs Airflow on SQLite (the local deployment, the reliability stack,
+`make airflow`): they run one after another in one worker."""
+CELERY_GROUP = "airflow_celery"
+"""pytest-xdist group of the CeleryExecutor tests, in the other worker: at most two deployments work at once on
+2 cores, and the tests without Airflow fill the gaps."""
+LOCAL = [pytest.mark.stack, pytest.mark.xdist_group(SQLITE_GROUP)]
+CELERY = [pytest.mark.stack, pytest.mark.celery, pytest.mark.xdist_group(CELERY_GROUP)]
 
 
 @dataclass

@@ -24,7 +24,7 @@ import pytest
 
 from include.airflow_stack import REPO_ROOT, AirflowStack
 from include.zoho_simulator.process import SimulatorProcess
-from tests.deployments import STACKS_GROUP
+from tests.deployments import LOCAL
 from tests.reliability.slow_proxy import slow_proxy
 from tests.reliability.sqlite_tuning import create_wal_database
 from tests.reliability.support import (
@@ -45,7 +45,7 @@ from tests.reliability.support import (
 )
 from zoho_crm.rate_limit import max_in_sliding_window
 
-pytestmark = [pytest.mark.stack, pytest.mark.xdist_group(STACKS_GROUP)]
+pytestmark = LOCAL
 
 MAIN_DAG = "zoho_crm_bulk_read"
 WINDOW = 10
