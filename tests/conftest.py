@@ -1,5 +1,7 @@
 """Shared pytest set-up: the simulator fixtures and the session's Airflow deployments for every test package."""
 
+import sys
+
 import pytest
 
 from tests.deployments import celery_deployment, local_deployment  # noqa: F401 - fixtures
@@ -17,8 +19,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if getattr(config.option, "loadgroup", False):
         untagged = [item.nodeid for item in items if item.get_closest_marker("xdist_group") and "@" not in item.nodeid]
         if untagged:
-            raise pytest.UsageError(
+            message = (
                 f"pytest-xdist did not group {len(untagged)} tests marked xdist_group (e.g. {untagged[0]}): "
                 "this pytest / pytest-xdist pair is incompatible; install the versions pinned in constraints.txt."
             )
+            print(f"ERROR: {message}", file=sys.__stderr__, flush=True)  # a worker's exception text is not shown
+            raise pytest.UsageError(message)
     return result
