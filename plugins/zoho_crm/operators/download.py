@@ -4,9 +4,9 @@ Rate limit (Zoho: 10 download requests per minute per org): run the task in a po
 with ``include_deferred``. Each pool occupancy makes at most ONE download request, then keeps its slot deferred on
 a ``DateTimeTrigger`` (:class:`SlotHoldTrigger`) until ``anchor + window + margin`` (``anchor``: wall-clock time
 the request ended, always at or after the moment Zoho saw it). Only then does the task finish (a success ends in
-the triggerer), fail or make its next attempt. So every request
-owns a slot for at least a full window after it started, and ``limit`` slots admit at most ``limit`` request
-starts in any sliding window -- retries, 429s and failures included.
+the triggerer), fail or make its next attempt. So every request owns a slot for at least a full window after it
+started, and ``limit`` slots admit at most ``limit`` request starts in any sliding window -- retries, 429s and
+failures included.
 """
 
 from __future__ import annotations
@@ -46,7 +46,6 @@ PROGRESS_SECONDS = 5.0
 PROGRESS_BYTES = 25 * 1024 * 1024
 FILE_CONTENT_TYPES = frozenset({"application/zip", "application/x-download", "application/octet-stream"})
 JOB_FIELDS = ("module", "file_type", "page", "count", "per_page", "more_records", "next_page_token")
-RETRYABLE_OUTCOMES = frozenset({"rate_limited", "transient", "token_rejected"})
 
 
 class IncompleteDownloadError(ZohoTransientError):
