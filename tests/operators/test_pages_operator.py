@@ -49,15 +49,13 @@ def test_450k_records_are_three_pages(
                                   poll_interval=0.2)
     first = create.execute({})
     op = ZohoBulkReadPagesOperator(task_id="follow_pages", first_page=first, query=QUERY)
-    call, deferrals = (lambda: op.execute({})), 0
-    while True:
+    pages, event, kwargs, deferrals = None, None, {}, 0
+    while pages is None:  # what Airflow does: run, and after each deferral resume with the trigger's event
         try:
-            pages = call()
-            break
+            pages = op.execute({}) if event is None else op.execute_complete({}, event, **kwargs)
         except TaskDeferred as deferred:
             deferrals += 1
             event, kwargs = run_trigger(deferred), deferred.kwargs or {}
-            call = lambda event=event, kwargs=kwargs: op.execute_complete({}, event, **kwargs)  # noqa: E731
     assert deferrals == 2, "pages 2 and 3 each wait for their own job, deferred"
     assert [p["page"] for p in pages] == [1, 2, 3]
     assert [p["count"] for p in pages] == [200_000, 200_000, 50_000]
