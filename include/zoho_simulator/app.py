@@ -143,6 +143,7 @@ class Simulator:
         self.page_tokens: dict[str, PageToken] = {}
         self.download_times: deque[float] = deque()
         self.lockout_until = 0.0
+        self.foreign_before_next = 0
         self.request_log: list[dict[str, Any]] = []
         self.download_log: list[dict[str, Any]] = []
         self.fault_rng = random.Random(self.args.seed)
@@ -202,6 +203,15 @@ class Simulator:
             raise ZohoError("INTERNAL_ERROR", "Internal Server Error (injected by the simulator)", {})
 
     # -- downloads' limit ------------------------------------------------------------------------------------------
+    def foreign_downloads(self, count: int) -> list[int]:
+        """Log ``count`` downloads of another client of the org, counted against the same allowance."""
+        statuses = []
+        for _ in range(count):
+            entry = self.log("GET", "/crm/bulk/v8/read/foreign/result", "foreign_download", "foreign")
+            entry["status"] = 200 if self.admit_download() else 429
+            statuses.append(entry["status"])
+        return statuses
+
     def admit_download(self) -> bool:
         now = time.monotonic()
         window, limit = self.settings.download_window, self.settings.download_limit
@@ -509,6 +519,9 @@ async def download(request: web.Request) -> web.StreamResponse:
     sim: Simulator = request.app[SIM]
     sim.authenticate(request)
     sim.require_scope("ZohoCRM.bulk.read", "ZohoCRM.bulk.ALL")
+    if sim.foreign_before_next:
+        count, sim.foreign_before_next = sim.foreign_before_next, 0
+        sim.foreign_downloads(count)
     if not sim.admit_download():
         raise ZohoError("TOO_MANY_REQUESTS", "too many download requests; wait until a full window has passed "
                         "without downloads", {"limit": sim.settings.download_limit,
@@ -593,14 +606,14 @@ async def ctl_faults(request: web.Request) -> web.Response:
 
 
 async def ctl_foreign_downloads(request: web.Request) -> web.Response:
+    """``{"count": N}`` uses N downloads now; with ``"before_next": true``, just before our next download request."""
     sim: Simulator = request.app[SIM]
-    count = int((await request.json()).get("count", 1))
-    statuses = []
-    for _ in range(count):
-        entry = sim.log("GET", "/crm/bulk/v8/read/foreign/result", "foreign_download", "foreign")
-        entry["status"] = 200 if sim.admit_download() else 429
-        statuses.append(entry["status"])
-    return json_response({"statuses": statuses})
+    body = await request.json()
+    count = int(body.get("count", 1))
+    if body.get("before_next"):
+        sim.foreign_before_next = count
+        return json_response({"armed": count})
+    return json_response({"statuses": sim.foreign_downloads(count)})
 
 
 async def ctl_revoke(request: web.Request) -> web.Response:

@@ -139,9 +139,9 @@ class SimulatorProcess:
         """Change run-time settings (error_rate, drop_downloads, stuck_jobs, fail_jobs, ...); returns all settings."""
         return self.control("POST", "faults", settings)
 
-    def foreign_downloads(self, n: int) -> dict[str, Any]:
-        """Let another client of the same org use ``n`` downloads of the allowance now."""
-        return self.control("POST", "foreign-downloads", {"count": n})
+    def foreign_downloads(self, n: int, *, before_next: bool = False) -> dict[str, Any]:
+        """Let another client of the same org use ``n`` downloads of the allowance: now, or just before our next."""
+        return self.control("POST", "foreign-downloads", {"count": n, "before_next": before_next})
 
     def record_ids(self, module: str, criteria: dict[str, Any] | None = None) -> list[str]:
         """Ids of the module's records matching ``criteria`` (same evaluator as bulk read jobs)."""

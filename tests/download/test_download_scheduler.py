@@ -54,14 +54,18 @@ def test_three_concurrent_runs_stay_under_the_download_limit(deployment: Deploym
 
 
 def test_foreign_downloads_cause_429s_that_are_waited_out(deployment: Deployment, tmp_path: Path) -> None:
-    """Another client of the org uses the allowance: our requests get 429, wait a window deferred, and succeed."""
+    """Another client of the org uses the allowance: our requests get 429, wait a window deferred, and succeed.
+
+    Once our downloads have started, the simulator is armed to let the other client use the whole allowance just
+    before our next download request, so that request gets a 429 whatever the timing of the scheduler.
+    """
     sim, stack = deployment.sim, deployment.stack
     first = next_request_seq(sim)
     injected: list[int] = []
 
     def inject_once_ours_started() -> None:
         if not injected and download_log(sim, since=first)[0]:
-            sim.foreign_downloads(LIMIT)
+            sim.foreign_downloads(LIMIT, before_next=True)
             injected.append(LIMIT)
 
     with deployment.simulator_settings(job_seconds=0.5):

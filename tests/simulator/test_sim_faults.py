@@ -108,3 +108,18 @@ def test_foreign_downloads_use_the_allowance() -> None:
         assert download(sim, token, job_id).status == 429
         kinds = [e["kind"] for e in sim.requests() if e["kind"] in ("download", "foreign_download")]
         assert kinds == ["foreign_download"] * 3 + ["download"] * 2
+
+
+def test_foreign_downloads_armed_before_our_next_request() -> None:
+    with start_simulator(download_limit=4, download_window=30, job_seconds=0.1) as sim:
+        token = access_token(sim)
+        job_id = completed_job(sim, token)
+        assert download(sim, token, job_id).status == 200
+        assert sim.foreign_downloads(4, before_next=True) == {"armed": 4}
+        assert sim.requests("foreign_download") == [], "armed downloads must wait for our next request"
+        refused = download(sim, token, job_id)
+        assert refused.status == 429 and refused.json["code"] == "TOO_MANY_REQUESTS"
+        foreign = [e["status"] for e in sim.requests("foreign_download")]
+        assert foreign == [200, 200, 200, 429], "the other client used what was left of the allowance"
+        assert download(sim, token, job_id).status == 429, "armed once: the lockout, not new foreign downloads"
+        assert len(sim.requests("foreign_download")) == 4
