@@ -286,7 +286,9 @@ class AirflowStack:
             method=method,
             headers={"Authorization": f"Bearer {self.token()}", "Content-Type": "application/json"},
         )
-        attempts = 5 if (method == "GET" if retry is None else retry) else 1
+        if retry is None:
+            retry = method == "GET"
+        attempts = 5 if retry else 1
         for attempt in range(1, attempts + 1):
             try:
                 with urllib.request.urlopen(request, timeout=90) as response:

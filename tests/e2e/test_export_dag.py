@@ -16,9 +16,8 @@ import pytest
 from include.airflow_stack import AirflowStack, wait_until
 from include.zoho_simulator.process import SimulatorProcess
 from tests.deployments import CELERY, LOCAL, SIMULATOR_OPTIONS, WINDOW, Deployment
-from tests.download.download_checks import next_request_seq
+from tests.download.download_checks import LIMIT, assert_never_over_limit, download_log, next_request_seq
 from zoho_crm.export_request import time_range_criteria, zoho_datetime
-from zoho_crm.rate_limit import max_in_sliding_window
 
 MAIN_DAG = "zoho_crm_bulk_read"
 SCHEDULED_DAG = "zoho_crm_leads_csv"
@@ -60,13 +59,12 @@ def interval_ids(sim: SimulatorProcess, start: datetime, end: datetime) -> set[s
 
 def assert_within_zoho_limits(sim: SimulatorProcess, since: int, min_downloads: int) -> None:
     """The scenario's traffic (requests from ``since`` on): the download limit and the token budget held."""
-    ours = [r for r in sim.requests() if r["seq"] >= since]
-    downloads = [r for r in ours if r["kind"] == "download"]
+    downloads, _ = download_log(sim, since=since)
     assert len(downloads) >= min_downloads
-    assert max_in_sliding_window([r["t"] for r in downloads], WINDOW) <= 10
+    assert_never_over_limit(downloads, limit=LIMIT, window=WINDOW)
     assert not [r for r in downloads if r["status"] == 429]
-    tokens = [r for r in ours if r["kind"] == "token"]
-    assert len(tokens) <= 1, f"{len(tokens)} token requests for {len(ours)} API calls: the cache must be shared"
+    tokens = [r for r in sim.requests("token") if r["seq"] >= since]
+    assert len(tokens) <= 1, f"{len(tokens)} token requests since request {since}: the cache must be shared"
 
 
 def assert_run_ok(stack: AirflowStack, dag_id: str, run_id: str) -> None:
