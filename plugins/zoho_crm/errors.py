@@ -8,9 +8,19 @@ message and our resolution text.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from typing import Any
 
 from zoho_crm.modules import required_scopes
+
+REDACTED = "***"
+SECRET_KEYS = frozenset({"access_token", "refresh_token", "client_secret"})
+_SECRET_PATTERNS = (
+    re.compile(r"(?i)(zoho-oauthtoken\s+)[^\s\"',;]+"),
+    re.compile(r"(?i)(\b(?:access_token|refresh_token|client_secret)\b[\"']?\s*[:=]\s*[\"']?)[^\s\"'&,;}]+"),
+    re.compile(r"()\b\d{4}\.[0-9a-f]{16,}\.[0-9a-f]{16,}\b"),
+)
 
 RESOLUTIONS: dict[str, str] = {
     "INVALID_URL_PATTERN": "The URL is wrong (API version or data-centre host): fix the connection's data_center, "
@@ -189,15 +199,42 @@ def _family_by_status(status: int) -> type[ZohoError]:
     return ZohoRequestError
 
 
+def redact(value: Any, known: Iterable[str] = ()) -> Any:
+    """``value`` (text, or JSON-like dicts and lists) with secrets replaced by ``***``: the ``known`` ones, and
+    anything shaped like a Zoho token or a credential parameter (an answer may echo the request)."""
+    if isinstance(value, dict):
+        return {
+            key: REDACTED if str(key).lower() in SECRET_KEYS else redact(item, known) for key, item in value.items()
+        }
+    if isinstance(value, list):
+        return [redact(item, known) for item in value]
+    if not isinstance(value, str):
+        return value
+    for secret in known:
+        if secret:
+            value = value.replace(secret, REDACTED)
+    for pattern in _SECRET_PATTERNS:
+        value = pattern.sub(lambda match: match.group(1) + REDACTED, value)
+    return value
+
+
 def error_from_response(
-    status: int, body: Any, *, module: str | None = None, scopes: list[str] | None = None
+    status: int,
+    body: Any,
+    *,
+    module: str | None = None,
+    scopes: list[str] | None = None,
+    secrets: Iterable[str] = (),
 ) -> ZohoError:
     """Turn a Zoho error answer (HTTP status + decoded JSON body, or text) into the matching ZohoError.
 
     Handles API errors (``{"code", "message", "details", "status": "error"}``, also wrapped in ``data[0]``) and
     OAuth answers (``{"error": "invalid_code"}``, ``{"error": "Access Denied", "error_description": ...}``).
-    ``module`` (or explicit ``scopes``) names the scopes needed in OAUTH_SCOPE_MISMATCH messages.
+    ``module`` (or explicit ``scopes``) names the scopes needed in OAUTH_SCOPE_MISMATCH messages. The body is
+    :func:`redact`-ed first (``secrets``: the credentials and tokens the caller sent), so an answer that echoes
+    the request leaks nothing into messages, logs or XCom.
     """
+    body = redact(body, secrets)
     if isinstance(body, dict) and isinstance(body.get("data"), list) and body["data"]:
         first = body["data"][0]
         if isinstance(first, dict) and first.get("status") == "error":

@@ -23,11 +23,11 @@ from zoho_crm.modules import FIELDS_READ_SCOPE, SEED_MODULES
 from zoho_crm.operators.bulk_read import ZohoBulkReadOperator, task_error
 from zoho_crm.operators.download import ZohoBulkReadDownloadOperator
 from zoho_crm.operators.pages import ZohoBulkReadPagesOperator
+from zoho_crm.rate_limit import DEFAULT_POOL
 from zoho_crm.sensors.bulk_read_job import ZohoBulkReadJobSensor
 
 log = logging.getLogger(__name__)
 
-DEFAULT_POOL = "zoho_crm_downloads"
 EXPORTS_ALIAS = AssetAlias("zoho-crm-exports")
 CONFIG_PATH = Path(__file__).resolve().parents[2] / "include" / "zoho_crm_exports.json"
 

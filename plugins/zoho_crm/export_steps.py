@@ -13,6 +13,7 @@ from typing import Any
 
 from zoho_crm.archive import ArchiveError, extract_page
 from zoho_crm.atomic_files import write_json_atomic
+from zoho_crm.digest import file_sha256
 from zoho_crm.export_layout import page_dir_name, publish
 
 EXPORT_SUBDIR = "export"
@@ -28,6 +29,13 @@ class ExportStepError(Exception):
 def unzip_page(download: dict[str, Any], staging: Path) -> dict[str, Any]:
     """Extract a downloaded page into ``staging/export/page_NNNN/``; return the page record for validation."""
     page_dir = staging / EXPORT_SUBDIR / page_dir_name(int(download["page"]))
+    archive = Path(download["path"])
+    actual = file_sha256(archive) if archive.is_file() else "(missing)"
+    if actual != download["sha256"]:
+        raise ExportStepError(
+            f"page {download['page']} (job {download['job_id']}): {archive} is not the file that was downloaded "
+            f"(sha256 {actual}, downloaded {download['sha256']}): rerun the download task to fetch it again."
+        )
     page_dir.mkdir(parents=True, exist_ok=True)
     try:
         extracted = extract_page(

@@ -30,52 +30,54 @@ def run_download_dags(
     jobs_per_run: int,
     during: Callable[[], None] = lambda: None,
     timeout: float = 600,
+    dag_id: str = DAG_ID,
+    pool: str = POOL,
 ) -> tuple[list[str], dict[str, int]]:
     """Trigger ``runs`` concurrent runs and wait for them; return run ids and the peak pool occupancy seen.
 
     ``during`` is called on every poll while the runs are going (e.g. to inject foreign downloads).
     """
-    stack.wait_for_dag(DAG_ID)
+    stack.wait_for_dag(dag_id)
     conf = {"modules": [MODULES[i % len(MODULES)] for i in range(jobs_per_run)], "output_dir": str(output_dir)}
-    run_ids = [stack.trigger(DAG_ID, conf=conf) for _ in range(runs)]
+    run_ids = [stack.trigger(dag_id, conf=conf) for _ in range(runs)]
     peak = {"occupied_slots": 0, "deferred_slots": 0}
     deadline = time.monotonic() + timeout
     pending = set(run_ids)
     while pending:
         stack.check_alive()
         during()
-        pool = stack.api("GET", f"/pools/{POOL}")
-        pending = {run for run in pending if stack.run_state(DAG_ID, run) not in ("success", "failed")}
+        occupancy = stack.api("GET", f"/pools/{pool}")
+        pending = {run for run in pending if stack.run_state(dag_id, run) not in ("success", "failed")}
         for key in peak:
-            peak[key] = max(peak[key], pool[key])
+            peak[key] = max(peak[key], occupancy[key])
         if time.monotonic() > deadline:
-            raise TimeoutError(f"runs {sorted(pending)} of {DAG_ID} did not finish within {timeout:.0f} s")
+            raise TimeoutError(f"runs {sorted(pending)} of {dag_id} did not finish within {timeout:.0f} s")
         time.sleep(0.3)
-    failed = {run: stack.run_state(DAG_ID, run) for run in run_ids if stack.run_state(DAG_ID, run) != "success"}
-    assert not failed, f"runs did not succeed: {failed}; task states: {failed_tasks(stack, list(failed))}"
+    failed = {run: stack.run_state(dag_id, run) for run in run_ids if stack.run_state(dag_id, run) != "success"}
+    assert not failed, f"runs did not succeed: {failed}; task states: {failed_tasks(stack, list(failed), dag_id)}"
     return run_ids, peak
 
 
-def failed_tasks(stack: AirflowStack, run_ids: list[str]) -> list[tuple[str, int, str]]:
+def failed_tasks(stack: AirflowStack, run_ids: list[str], dag_id: str = DAG_ID) -> list[tuple[str, int, str]]:
     return [
         (ti["task_id"], ti["map_index"], ti["state"])
         for run in run_ids
-        for ti in stack.task_instances(DAG_ID, run)
+        for ti in stack.task_instances(dag_id, run)
         if ti["state"] != "success"
     ]
 
 
-def download_results(stack: AirflowStack, run_ids: list[str]) -> list[dict[str, Any]]:
+def download_results(stack: AirflowStack, run_ids: list[str], dag_id: str = DAG_ID) -> list[dict[str, Any]]:
     """The XCom result of every mapped download task instance of the runs."""
     results = []
     for run in run_ids:
         quoted = urllib.parse.quote(run, safe="")
-        for ti in stack.task_instances(DAG_ID, run):
+        for ti in stack.task_instances(dag_id, run):
             if ti["task_id"] != "download":
                 continue
             entry = stack.api(
                 "GET",
-                f"/dags/{DAG_ID}/dagRuns/{quoted}/taskInstances/download/xcomEntries/return_value"
+                f"/dags/{dag_id}/dagRuns/{quoted}/taskInstances/download/xcomEntries/return_value"
                 f"?map_index={ti['map_index']}&deserialize=true",
             )
             results.append(entry["value"])

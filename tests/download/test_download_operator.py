@@ -126,7 +126,7 @@ def test_success_holds_the_slot_then_returns_the_file(
         job["job_id"], "Contacts", 1, "csv"
     )
     assert result["count"] == job["count"] and result["attempts"] == 1
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [result["file_name"]]
+    assert sorted(p.name for p in (tmp_path / "out" / job["job_id"]).iterdir()) == [result["file_name"]]
     assert not any(t["access_token"] in json.dumps(result) for t in sim.tokens())
     assert len(sim.requests("download")) == 1, "resuming after success must not download again"
 
@@ -210,7 +210,7 @@ def test_dropped_connection_removes_the_partial_file_and_retries(
     first = defers(op.execute, ctx)
     assert first.kwargs["outcome"]["kind"] == "transient"
     assert "INCOMPLETE_DOWNLOAD" in first.kwargs["outcome"]["message"]
-    assert list((tmp_path / "out").iterdir()) == [], "the partial file was left behind"
+    assert list((tmp_path / "out" / job["job_id"]).iterdir()) == [], "the partial file was left behind"
     wait_until_moment(first)
     result = resume(op, defers(resume, op, first, ctx), ctx)
     assert result["attempts"] == 2

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.deployments import CELERY, LOCAL, WINDOW, Deployment
+from tests.deployments import CELERY, LOCAL, SQLITE_GROUP, WINDOW, Deployment
 from tests.download.download_checks import (
     LIMIT,
     POOL,
@@ -25,6 +25,7 @@ from tests.download.download_checks import (
 
 RUNS = 3
 JOBS_PER_RUN = 10
+WIDE_DAG_ID = "zoho_test_downloads_wide_pool"
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -81,3 +82,30 @@ def test_foreign_downloads_cause_429s_that_are_waited_out(deployment: Deployment
     assert assert_never_over_limit(ours, limit=LIMIT, window=WINDOW) <= LIMIT
     assert_files_intact(sim, results, RUNS * JOBS_PER_RUN)
     assert max(r["attempts"] for r in results) >= 2
+
+
+@pytest.mark.stack
+@pytest.mark.xdist_group(SQLITE_GROUP)
+def test_a_pool_wider_than_the_limit_is_held_to_the_limit_by_the_ledger(
+    local_deployment: Deployment, tmp_path: Path
+) -> None:
+    """A pool with twice the connection's download_limit: the shared download ledger alone keeps the limit.
+
+    The same guard covers a worker killed mid-request, whose slot Airflow frees before its window is over.
+    """
+    deployment = local_deployment
+    sim, stack = deployment.sim, deployment.stack
+    stack.wait_for_dag(WIDE_DAG_ID)
+    wide_pool = stack.api("GET", f"/dags/{WIDE_DAG_ID}/tasks/download")["pool"]
+    stack.api("POST", "/pools", {"name": wide_pool, "slots": 2 * LIMIT, "include_deferred": True}, expect=(201,))
+    first = next_request_seq(sim)
+    with deployment.simulator_settings(job_seconds=0.5):
+        run_ids, peak = run_download_dags(
+            stack, tmp_path / "out", runs=2, jobs_per_run=JOBS_PER_RUN, dag_id=WIDE_DAG_ID, pool=wide_pool
+        )
+    results = download_results(stack, run_ids, dag_id=WIDE_DAG_ID)
+    ours, _ = download_log(sim, since=first)
+    assert peak["occupied_slots"] > LIMIT, "the wide pool never admitted more tasks than the limit"
+    assert {r["status"] for r in ours} == {200}, "expected zero 429s"
+    assert_never_over_limit(ours, limit=LIMIT, window=WINDOW)
+    assert_files_intact(sim, results, 2 * JOBS_PER_RUN)

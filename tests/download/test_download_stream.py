@@ -6,9 +6,12 @@ server in a thread.
 
 from __future__ import annotations
 
+import contextlib
+import gzip
 import hashlib
 import io
 import threading
+import time
 import zipfile
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -37,8 +40,16 @@ ANSWERS: dict[str, tuple[str, bytes, str]] = {  # path -> (content type, body, C
 }
 
 
+GZIPPED = gzip.compress(ZIP)
+DRIP_SECONDS = 0.2
+"""The /drip answer sends one byte this often: a peer that passes every read timeout and never finishes."""
+
+
 class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802 - http.server naming
+        if self.path in ("/gzip", "/drip"):
+            self._odd_answer()
+            return
         content_type, body, length = ANSWERS[self.path]
         self.send_response(200)
         self.send_header("Content-Type", content_type)
@@ -46,6 +57,23 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Disposition", 'attachment; filename="42.zip"')
         self.end_headers()
         self.wfile.write(body)
+
+    def _odd_answer(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "application/zip")
+        if self.path == "/gzip":  # compressed although the client asked for the body as is
+            self.send_header("Content-Encoding", "gzip")
+            self.send_header("Content-Length", str(len(GZIPPED)))
+            self.end_headers()
+            self.wfile.write(GZIPPED)
+            return
+        self.send_header("Content-Length", str(len(ZIP)))
+        self.end_headers()
+        with contextlib.suppress(OSError):
+            for byte in ZIP:
+                self.wfile.write(bytes([byte]))
+                self.wfile.flush()
+                time.sleep(DRIP_SECONDS)
 
     def log_message(self, *args: object) -> None:
         pass
@@ -70,6 +98,10 @@ def server() -> Iterator[str]:
         ('attachment; filename="../../etc/passwd"', "passwd"),
         ('attachment; filename="..\\\\evil.zip"', "evil.zip"),
         ('attachment; filename=".."', "fallback.zip"),
+        ("attachment; filename=\"old.zip\"; filename*=UTF-8''new.zip", "new.zip"),
+        ("attachment; filename*=UTF-8'en'a%20b.zip", "a b.zip"),
+        ("attachment; filename*=UTF-8''evil%E2%80%AEpiz.exe", "evilpiz.exe"),
+        (f'attachment; filename="{"x" * 300}.zip"', "fallback.zip"),
         ("attachment", "fallback.zip"),
         (None, "fallback.zip"),
     ],
@@ -102,4 +134,22 @@ def test_a_body_that_does_not_match_content_length_or_is_not_a_zip_leaves_no_fil
         with pytest.raises(IncompleteDownloadError) as error:
             stream_to_file(response, tmp_path, "fallback.zip")
     assert error.value.retryable
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_body_compressed_against_our_request_is_saved_as_the_zip(server: str, tmp_path: Path) -> None:
+    """Content-Length counts the compressed bytes on the wire; the file is the decoded zip."""
+    with requests.get(f"{server}/gzip", stream=True, timeout=10) as response:
+        downloaded = stream_to_file(response, tmp_path, "fallback.zip")
+    assert Path(downloaded.path).read_bytes() == ZIP and downloaded.sha256 == hashlib.sha256(ZIP).hexdigest()
+
+
+def test_a_drip_fed_body_is_cut_off_as_a_stall(server: str, tmp_path: Path) -> None:
+    """One byte every 0.2 s passes any read timeout; without a chunk for stall_seconds the download ends."""
+    started = time.monotonic()
+    with requests.get(f"{server}/drip", stream=True, timeout=10) as response:
+        with pytest.raises(IncompleteDownloadError, match="stalled") as error:
+            stream_to_file(response, tmp_path, "fallback.zip", chunk_bytes=1024, stall_seconds=1)
+    assert error.value.retryable and error.value.code == "INCOMPLETE_DOWNLOAD"
+    assert time.monotonic() - started < 10, "the stall was not cut off"
     assert list(tmp_path.iterdir()) == []

@@ -173,9 +173,9 @@ def test_token_is_registered_with_the_secret_masker(zoho_conn):
 def test_reuse_margin_and_old_expires_in_form():
     assert AccessToken("t", 0, 5).valid_until == pytest.approx(4.5)
     assert AccessToken("t", 0, 3600).valid_until == pytest.approx(3540)
-    old = ZohoCRMHook._access_token_from(
+    old = ZohoCRMHook()._access_token_from(
         200, {"access_token": "t", "expires_in": 3600000, "expires_in_sec": 3600, "api_domain": "https://x.eu"}, 100.0
     )
     assert (old.expires_at, old.api_domain) == (3700.0, "https://x.eu")
-    new = ZohoCRMHook._access_token_from(200, {"access_token": "t", "expires_in": 3600}, 100.0)
+    new = ZohoCRMHook()._access_token_from(200, {"access_token": "t", "expires_in": 3600}, 100.0)
     assert (new.expires_at, new.api_domain) == (3700.0, None)

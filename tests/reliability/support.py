@@ -226,7 +226,7 @@ class WorkerKiller(_Driver):
 
     def _growing_part(self) -> Path | None:
         self.seen_published_partials.update(str(p) for p in published_partials(self.export_dir))
-        parts = list(self.downloads.glob(".*.part-*")) if self.downloads.exists() else []
+        parts = list(self.downloads.rglob(".*.part-*")) if self.downloads.exists() else []
         for part in parts:
             try:
                 if part.stat().st_size >= self.min_bytes:

@@ -23,6 +23,7 @@ from tests.validation.builders import (
     write_file,
     write_zip,
 )
+from zoho_crm.digest import file_sha256
 from zoho_crm.export_steps import DOWNLOADS_SUBDIR, EXPORT_SUBDIR, ExportStepError, unzip_page, validate_page
 from zoho_crm.export_steps import publish_export as publish
 
@@ -87,7 +88,9 @@ def _download(staging: Path, build, count: int = 3) -> dict:
     downloads = staging / DOWNLOADS_SUBDIR
     downloads.mkdir(parents=True, exist_ok=True)
     path = build(downloads / f"{JOB_ID}.zip")
-    return {"page": 1, "job_id": JOB_ID, "file_type": "csv", "path": str(path), "count": count, "sha256": "x"}
+    return {
+        "page": 1, "job_id": JOB_ID, "file_type": "csv", "path": str(path), "count": count, "sha256": file_sha256(path),
+    }
 
 
 def _files(root: Path) -> list[str]:
@@ -145,3 +148,14 @@ def test_a_missing_page_is_never_published(tmp_path: Path) -> None:
     with pytest.raises(ExportStepError, match=r"pages \[1, 3\] are not the complete sequence 1\.\.2: rerun"):
         publish(query, [checked, {**checked, "page": 3}], staging=staging, final=final, run_id="r")
     assert not final.exists()
+
+
+def test_an_archive_changed_since_its_download_is_refused(tmp_path: Path) -> None:
+    """The unzip step checks the file is the one downloaded (sha256 in the download's XCom) before extracting."""
+    staging = tmp_path / ".staging" / "run"
+    download = _download(staging, lambda p: page_zip(p.parent, good_csv(3)).rename(p))
+    Path(download["path"]).write_bytes(b"PK" + Path(download["path"]).read_bytes()[2:-1])
+    with pytest.raises(ExportStepError, match="is not the file that was downloaded") as raised:
+        unzip_page(download, staging)
+    assert "rerun the download task" in str(raised.value)
+    assert _files(staging) == [f"{DOWNLOADS_SUBDIR}/{JOB_ID}.zip"]

@@ -6,7 +6,9 @@ credentials as basic auth or headers) with ``tenacity`` retries; async calls (th
 
 from __future__ import annotations
 
+import json
 import time
+import urllib.parse
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -14,16 +16,27 @@ from typing import Any, TypeVar
 import aiohttp
 import requests
 import tenacity
+import urllib3
 from airflow.providers.http.hooks.http import HttpHook
 from airflow.sdk import BaseHook
 from airflow.sdk.log import mask_secret
 
-from zoho_crm.errors import ZohoAuthError, ZohoError, ZohoTransientError, error_from_response
+from zoho_crm.download_ledger import DownloadLedger
+from zoho_crm.errors import (
+    ZohoAuthError,
+    ZohoError,
+    ZohoRequestError,
+    ZohoTransientError,
+    error_from_response,
+    redact,
+)
 from zoho_crm.hooks.connection import ZohoConnectionConfig
 from zoho_crm.hooks.token_cache import AccessToken, TokenCache
 from zoho_crm.modules import FIELDS_READ_SCOPE
 
 T = TypeVar("T")
+ERROR_BODY_BYTES = 64 * 1024
+"""How much of a download's error answer is read: Zoho's are a few hundred bytes; a hostile one may be huge."""
 
 
 class _ZohoHttpHook(HttpHook):
@@ -52,6 +65,19 @@ def _decode(response: requests.Response) -> Any:
         return response.json()
     except ValueError:
         return response.text
+
+
+def _decode_bounded(response: requests.Response, limit: int = ERROR_BODY_BYTES) -> Any:
+    """The first ``limit`` bytes of a streamed (error) answer, decoded as JSON if they parse, else as text."""
+    data = response.raw.read(limit, decode_content=True)
+    try:
+        text = data.decode(response.encoding or "utf-8", errors="replace")
+    except LookupError:  # an unknown charset
+        text = data.decode("utf-8", errors="replace")
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
 
 
 def _is_json(content_type: str | None) -> bool:
@@ -124,6 +150,18 @@ class ZohoCRMHook(BaseHook):
             refresh_token=config.refresh_token,
         )
 
+    def download_ledger(self, margin: float) -> DownloadLedger:
+        """The ledger of recent download requests made with this connection's credentials (see download_ledger)."""
+        config = self.config
+        return DownloadLedger(
+            config.cache_dir,
+            "\n".join((config.accounts_url, config.client_id, config.refresh_token)),
+            limit=config.download_limit,
+            window=config.download_window_seconds,
+            margin=margin,
+            unfinished_grace=self.timeout,
+        )
+
     def _retrying(self) -> dict[str, Any]:
         return {
             "retry": tenacity.retry_if_exception(lambda exc: isinstance(exc, ZohoError) and exc.retryable),
@@ -154,15 +192,38 @@ class ZohoCRMHook(BaseHook):
             "grant_type": "refresh_token",
         }
 
-    @staticmethod
-    def _access_token_from(status: int, answer: Any, requested_at: float) -> AccessToken:
-        if status != 200 or not isinstance(answer, dict) or "error" in answer or not answer.get("access_token"):
-            raise error_from_response(status, answer)
-        if "expires_in_sec" in answer:
-            lifetime = float(answer["expires_in_sec"])
-        else:
-            lifetime = float(answer.get("expires_in") or 3600)
+    def _secrets(self, *tokens: str) -> tuple[str, ...]:
+        """What an echoing answer must not carry into an error message: credentials and the tokens sent."""
+        config = self._config
+        return (*((config.client_secret, config.refresh_token) if config else ()), *tokens)
+
+    def _access_token_from(self, status: int, answer: Any, requested_at: float) -> AccessToken:
+        accounts = self._config.accounts_url if self._config else "the accounts server"
+        if status < 500 and not isinstance(answer, dict):
+            raise ZohoRequestError(
+                f"the token endpoint of {accounts} answered HTTP {status} with something that is not Zoho's JSON "
+                f"({redact(str(answer), self._secrets())[:120]!r})",
+                code="UNEXPECTED_ANSWER",
+                http_status=status,
+                resolution="Check the connection's data_center or accounts_url points at Zoho's accounts server "
+                "(not a proxy or login page).",
+            )
+        if status != 200 or "error" in answer or not answer.get("access_token"):
+            raise error_from_response(status, answer, secrets=self._secrets())
         token = str(answer["access_token"])
+        mask_secret(token)
+        try:
+            lifetime = float(answer.get("expires_in_sec") or answer.get("expires_in") or 3600)
+        except (TypeError, ValueError):
+            lifetime = 0.0
+        if not 0 < lifetime < float("inf"):
+            raise ZohoRequestError(
+                f"the token endpoint of {accounts} gave a token with an unusable lifetime "
+                f"(expires_in {redact(answer.get('expires_in_sec', answer.get('expires_in')))!r})",
+                code="UNEXPECTED_ANSWER",
+                http_status=status,
+                resolution="Check the connection's accounts_url points at Zoho's accounts server.",
+            )
         mask_secret(token)
         domain = answer.get("api_domain")
         if not (isinstance(domain, str) and domain.startswith(("http://", "https://"))):
@@ -265,7 +326,9 @@ class ZohoCRMHook(BaseHook):
             raise self._connection_error(exc, base + path) from None
         answer = _decode(response)
         if response.status_code >= 300:
-            raise error_from_response(response.status_code, answer, module=module, scopes=scopes)
+            raise error_from_response(
+                response.status_code, answer, module=module, scopes=scopes, secrets=self._secrets(token.token)
+            )
         return answer
 
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
@@ -299,7 +362,7 @@ class ZohoCRMHook(BaseHook):
         answer = self._call("POST", self.config.bulk_read_path(), json_body=body, module=module)
         first = self._first(answer, "create bulk read job")
         if first.get("status") == "error":
-            raise error_from_response(400, first, module=module)
+            raise error_from_response(400, first, module=module, secrets=self._secrets())
         details = first.get("details") or {}
         self.log.info("Created Zoho bulk read job %s for %s (state %s)", details.get("id"), module, details.get("state"))
         return details
@@ -320,10 +383,13 @@ class ZohoCRMHook(BaseHook):
 
     @contextmanager
     def open_download(self, job_id: str) -> Iterator[requests.Response]:
-        """ONE streamed GET of the job's result zip, no retries; the caller enforces the rate limit.
+        """ONE streamed GET of the job's result zip: no retries, no redirects; the caller enforces the rate limit.
 
-        The token is made valid before the request. A JSON/error answer raises the matching ZohoError; connection
-        errors raise ZohoTransientError. The yielded response has the Authorization header removed.
+        The token is made valid before the request; the body is asked for as is (``Accept-Encoding: identity``),
+        so Content-Length counts the bytes saved. A JSON/error answer raises the matching ZohoError (at most
+        ``ERROR_BODY_BYTES`` of it are read); a redirect raises ZohoRequestError (Zoho serves the file itself, and
+        following one would be a second request to a rate-limited URL); connection errors raise
+        ZohoTransientError. The yielded response has the Authorization header removed.
         """
         config = self.config
         token = self._token()
@@ -333,20 +399,30 @@ class ZohoCRMHook(BaseHook):
         try:
             response = http.run(
                 path,
-                headers=self._auth_headers(token.token),
-                extra_options={"check_response": False, "stream": True, "timeout": self.timeout},
+                headers={**self._auth_headers(token.token), "Accept-Encoding": "identity"},
+                extra_options={
+                    "check_response": False, "stream": True, "timeout": self.timeout, "allow_redirects": False,
+                },
             )
         except requests.RequestException as exc:
             raise self._connection_error(exc, base + path) from None
-        for sent in (*response.history, response):
-            sent.request.headers.pop("Authorization", None)
+        response.request.headers.pop("Authorization", None)
         try:
+            if response.is_redirect:
+                target = urllib.parse.urlsplit(response.headers.get("Location", "")).netloc or "(no Location)"
+                raise ZohoRequestError(
+                    f"the download of job {job_id} answered HTTP {response.status_code}, a redirect to {target}, "
+                    "instead of the file",
+                    code="UNEXPECTED_REDIRECT",
+                    http_status=response.status_code,
+                    resolution="Zoho serves the file itself: check api_domain, data_center and any proxy.",
+                )
             if response.status_code != 200 or _is_json(response.headers.get("Content-Type")):
                 try:
-                    answer = _decode(response)
-                except requests.RequestException as exc:
+                    answer = _decode_bounded(response)
+                except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
                     raise self._connection_error(exc, base + path) from None
-                raise error_from_response(response.status_code, answer)
+                raise error_from_response(response.status_code, answer, secrets=self._secrets(token.token))
             yield response
         finally:
             response.close()
@@ -371,7 +447,7 @@ class ZohoCRMHook(BaseHook):
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise self._connection_error(exc, url) from None
         if status >= 300:
-            raise error_from_response(status, answer)
+            raise error_from_response(status, answer, secrets=self._secrets(token.token))
         return answer
 
     async def _acall(self, method: str, path: str) -> Any:

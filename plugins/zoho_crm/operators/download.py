@@ -6,32 +6,40 @@ a ``DateTimeTrigger`` (:class:`SlotHoldTrigger`) until ``anchor + window + margi
 the request ended, always at or after the moment Zoho saw it). Only then does the task finish (a success ends in
 the triggerer), fail or make its next attempt. So every request owns a slot for at least a full window after it
 started, and ``limit`` slots admit at most ``limit`` request starts in any sliding window -- retries, 429s and
-failures included.
+failures included. Before each request the task also reserves a place in the shared
+:class:`~zoho_crm.download_ledger.DownloadLedger`, which keeps the connection's ``download_limit`` where the pool
+alone would not (a pool wider than the limit, a worker killed mid-request).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
-import re
+import socket
 import tempfile
+import threading
 import time
+import unicodedata
 import zipfile
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from email.message import Message
+from email.utils import collapse_rfc2231_value
 from pathlib import Path
 from typing import Any, NoReturn
 
 import requests
+import urllib3
 from airflow.providers.standard.triggers.temporal import DateTimeTrigger
 from airflow.sdk import BaseOperator, BaseXCom, Context
 from airflow.sdk.exceptions import AirflowFailException
 from airflow.triggers.base import TaskSuccessEvent, TriggerEvent
 
 from zoho_crm.deferral import MIN_DEFERRAL_SECONDS
+from zoho_crm.download_ledger import DownloadLedger
 from zoho_crm.errors import ZohoAuthError, ZohoError, ZohoRateLimitError, ZohoRequestError, ZohoTransientError
 from zoho_crm.hooks.zoho_crm import ZohoCRMHook
 from zoho_crm.rate_limit import (
@@ -41,7 +49,9 @@ from zoho_crm.rate_limit import (
     hold_until,
 )
 
-CHUNK_BYTES = 1024 * 1024
+CHUNK_BYTES = 64 * 1024
+STALL_SECONDS = 60.0
+MAX_NAME_BYTES = 200
 PROGRESS_SECONDS = 5.0
 PROGRESS_BYTES = 25 * 1024 * 1024
 FILE_CONTENT_TYPES = frozenset({"application/zip", "application/x-download", "application/octet-stream"})
@@ -64,15 +74,68 @@ class DownloadedFile:
 
 
 def file_name_from_disposition(header: str | None, fallback: str) -> str:
-    """The file name from Content-Disposition (``filename="x"`` or ``filename*=UTF-8''x``), as a safe basename."""
-    name = None
+    """The file name from Content-Disposition (``filename*=UTF-8''x`` preferred over ``filename="x"``), as a safe
+    basename of at most ``MAX_NAME_BYTES``; else ``fallback``."""
+    names: dict[str, str] = {}
     if header:
         message = Message()
         message["content-disposition"] = header
-        name = message.get_filename()
-    if name:
-        name = re.sub(r"[\x00-\x1f\x7f]", "", name.replace("\\", "/")).rsplit("/", 1)[-1].strip()
-    return name if name and name not in (".", "..") else fallback
+        for key, value in message.get_params([], header="content-disposition")[1:]:
+            if key.lower() == "filename":
+                names["extended" if isinstance(value, tuple) else "plain"] = collapse_rfc2231_value(value)
+    name = names.get("extended") or names.get("plain") or ""
+    name = "".join(ch for ch in name if unicodedata.category(ch)[0] != "C")  # controls, bidi overrides
+    name = name.replace("\\", "/").rsplit("/", 1)[-1].strip()
+    if name in ("", ".", "..") or len(name.encode()) > MAX_NAME_BYTES:
+        return fallback
+    return name
+
+
+class _StallGuard:
+    """Shuts the connection down when no chunk arrives for ``seconds``: a peer sending a byte now and then passes
+    every read timeout, and would otherwise hold the download (and its pool slot) for ever."""
+
+    def __init__(self, response: requests.Response, seconds: float) -> None:
+        self.response = response
+        self.seconds = seconds
+        self.stalled = False
+        self._progress = threading.Event()
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="zoho-download-stall-guard", daemon=True)
+
+    def __enter__(self) -> _StallGuard:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        self._progress.set()
+        self._thread.join()
+
+    def chunk(self) -> None:
+        self._progress.set()
+
+    def _watch(self) -> None:
+        while self._progress.wait(self.seconds):
+            if self._done.is_set():
+                return
+            self._progress.clear()
+        self.stalled = True
+        sock = _socket_of(self.response)
+        with contextlib.suppress(OSError):
+            if sock is not None:
+                sock.shutdown(socket.SHUT_RDWR)  # wakes the blocked read
+        self.response.close()
+
+
+def _socket_of(response: requests.Response) -> socket.socket | None:
+    """The socket a streamed response reads from: its connection's, or (once http.client took it over for a
+    response that closes the connection) the one under the response's file object."""
+    sock = getattr(getattr(response.raw, "connection", None), "sock", None)
+    if sock is None:
+        reader = getattr(getattr(response.raw, "_fp", None), "fp", None)
+        sock = getattr(getattr(reader, "raw", None), "_sock", None)
+    return sock if isinstance(sock, socket.socket) else None
 
 
 def stream_to_file(
@@ -81,12 +144,14 @@ def stream_to_file(
     fallback_name: str,
     log: Callable[[str], None] = lambda _msg: None,
     chunk_bytes: int = CHUNK_BYTES,
+    stall_seconds: float = STALL_SECONDS,
 ) -> DownloadedFile:
     """Stream a ``requests`` response body to ``output_dir`` (temp name, then rename), hashing on the way.
 
     Memory stays at one chunk whatever the file size. Raises ``ZohoRequestError`` for a body that is not a file
-    and ``IncompleteDownloadError`` (transient) when the body is shorter or longer than Content-Length or the zip
-    is unreadable; the partial file is removed in every failure.
+    and ``IncompleteDownloadError`` (transient) when the body is shorter or longer than Content-Length, stalls
+    (no ``chunk_bytes`` within ``stall_seconds``) or the zip is unreadable; the partial file is removed in every
+    failure.
     """
     content_type = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
     if content_type not in FILE_CONTENT_TYPES:
@@ -108,9 +173,10 @@ def stream_to_file(
     started = last_time = time.monotonic()
     last_size = 0
     try:
-        with os.fdopen(fd, "wb") as out:
+        with os.fdopen(fd, "wb") as out, _StallGuard(response, stall_seconds) as guard:
             try:
                 for chunk in response.iter_content(chunk_size=chunk_bytes):
+                    guard.chunk()
                     out.write(chunk)
                     digest.update(chunk)
                     size += len(chunk)
@@ -118,16 +184,21 @@ def stream_to_file(
                     if now - last_time >= PROGRESS_SECONDS or size - last_size >= PROGRESS_BYTES:
                         log(_progress(size, expected_size, now - started))
                         last_time, last_size = now, size
-            except requests.RequestException as exc:
+            except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
+                if guard.stalled:
+                    raise _stalled(file_name, size, stall_seconds) from None
                 raise IncompleteDownloadError(
                     f"connection dropped after {size} bytes of {file_name} ({type(exc).__name__})",
                     code="INCOMPLETE_DOWNLOAD",
                 ) from None
+            if guard.stalled:
+                raise _stalled(file_name, size, stall_seconds)
             out.flush()
             os.fsync(out.fileno())
-        if expected_size is not None and size != expected_size:
+        received = _wire_bytes(response, size)
+        if expected_size is not None and received != expected_size:
             raise IncompleteDownloadError(
-                f"download of {file_name} ended at {size} bytes but Content-Length was {expected_size}",
+                f"download of {file_name} ended at {received} bytes but Content-Length was {expected_size}",
                 code="INCOMPLETE_DOWNLOAD",
             )
         if not zipfile.is_zipfile(part):
@@ -139,6 +210,20 @@ def stream_to_file(
         raise
     log(_progress(size, expected_size, time.monotonic() - started) + " (done)")
     return DownloadedFile(str(final), file_name, size, digest.hexdigest(), content_type)
+
+
+def _wire_bytes(response: requests.Response, saved: int) -> int:
+    """Bytes received over the wire: Content-Length counts those, even when a server compressed the body anyway."""
+    tell = getattr(response.raw, "tell", None)
+    return int(tell()) if callable(tell) else saved
+
+
+def _stalled(file_name: str, size: int, seconds: float) -> IncompleteDownloadError:
+    return IncompleteDownloadError(
+        f"download of {file_name} stalled: less than {CHUNK_BYTES // 1024} KiB in {seconds:.0f} s after {size} "
+        "bytes; the connection was closed",
+        code="INCOMPLETE_DOWNLOAD",
+    )
 
 
 def _progress(size: int, expected: int | None, seconds: float) -> str:
@@ -175,7 +260,8 @@ class ZohoBulkReadDownloadOperator(BaseOperator):
 
     :param job: the job sensor's result (dict with at least ``job_id``; its ``module``, ``file_type``, ``page``,
         ``count``... are passed on), or a job id. Templated; usually an XComArg (``.expand(job=sensor.output)``).
-    :param output_dir: directory for the zip (templated). Files are written as ``.<name>.part-*`` then renamed.
+    :param output_dir: directory for the zips (templated): ``{output_dir}/{job_id}/{file name}``, written as
+        ``.<name>.part-*`` then renamed.
     :param zoho_conn_id: connection; its extras ``download_limit`` / ``download_window_seconds`` (10 / 60) set
         the window held after each request. The pool's slots must equal ``download_limit``.
     :param pool: the download pool (default ``zoho_crm_downloads``; one per Zoho org), include_deferred=true.
@@ -232,6 +318,8 @@ class ZohoBulkReadDownloadOperator(BaseOperator):
     ) -> dict[str, Any]:
         """Runs once the slot's window has passed after a failed attempt: fail, or make the next attempt."""
         kind = outcome["kind"]
+        if kind == "ledger_full":
+            self._attempt(context, attempt=attempt)
         if kind == "fatal":
             raise AirflowFailException(outcome["message"])
         if kind == "unexpected":
@@ -254,10 +342,18 @@ class ZohoBulkReadDownloadOperator(BaseOperator):
         job = self._job()
         # Token problems surface here, before any download request: they need no hold.
         token = hook.get_access_token()
+        ledger = hook.download_ledger(self.hold_margin_seconds)
+        request_id = self._reserve(ledger, attempt)
         try:
             with hook.open_download(job["job_id"]) as response:
                 anchor = time.time()
-                downloaded = stream_to_file(response, self.output_dir, f"{job['job_id']}.zip", self.log.info)
+                downloaded = stream_to_file(
+                    response,
+                    Path(self.output_dir) / str(job["job_id"]),  # one folder per job: names cannot collide
+                    f"{job['job_id']}.zip",
+                    self.log.info,
+                    stall_seconds=hook.timeout,
+                )
             outcome = {"kind": "success", "result": self._result(job, downloaded, attempt)}
         except ZohoError as err:
             anchor = time.time()
@@ -267,6 +363,7 @@ class ZohoBulkReadDownloadOperator(BaseOperator):
         except Exception as err:  # a bug or a local disk problem: still hold before failing (Airflow retries).
             anchor = time.time()
             outcome = {"kind": "unexpected", "message": f"{type(err).__name__}: {err}"}
+        ledger.finish(request_id, anchor)  # a process dying before this leaves the entry counting longer
         # Never resume sooner than MIN_DEFERRAL_SECONDS (apache/airflow#72716); a longer hold only lowers the rate.
         until = max(
             hold_until(anchor, self._window_seconds(hook), self.hold_margin_seconds),
@@ -289,6 +386,23 @@ class ZohoBulkReadDownloadOperator(BaseOperator):
             method_name="resume_after_hold",
             kwargs={"attempt": attempt, "outcome": outcome},
         )
+
+    def _reserve(self, ledger: DownloadLedger, attempt: int) -> str:
+        """A place in the ledger for this attempt's request; waits (short) or defers (long) while it is full."""
+        while (reservation := ledger.reserve()).request_id is None:
+            wait = reservation.wait_seconds
+            self.log.info(
+                "%d download requests with this connection started in the last window (limit %d): waiting %.1f s",
+                reservation.in_window, ledger.limit, wait,
+            )
+            if wait > MIN_DEFERRAL_SECONDS:
+                self.defer(
+                    trigger=SlotHoldTrigger(datetime.now(UTC) + timedelta(seconds=wait)),
+                    method_name="resume_after_hold",
+                    kwargs={"attempt": attempt, "outcome": {"kind": "ledger_full"}},
+                )
+            time.sleep(wait)
+        return reservation.request_id
 
     @staticmethod
     def _classify(err: ZohoError) -> dict[str, Any]:

@@ -6,10 +6,10 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from zoho_crm.digest import file_sha256
 from zoho_crm.validation.csv_header import HEADER, check_header, read_header
 from zoho_crm.validation.csv_pieces import file_chunks, iter_pieces
 from zoho_crm.validation.csv_scan import scan_csv
-from zoho_crm.validation.digest import file_sha256
 from zoho_crm.validation.field_types import FORMAT_BY_DATA_TYPE, ValueFormat, metadata_fields
 from zoho_crm.validation.report import ValidationReport
 

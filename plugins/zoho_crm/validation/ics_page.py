@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import icalendar
 
-from zoho_crm.validation.digest import file_sha256
+from zoho_crm.digest import file_sha256
 from zoho_crm.validation.report import ValidationReport
 
 MAX_LISTED = 50
