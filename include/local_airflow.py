@@ -5,11 +5,13 @@ Ctrl-C stops every component: standalone runs in its own process group, which is
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from include.airflow_stack import AIRFLOW_BIN, REPO_ROOT, free_port
@@ -42,6 +44,9 @@ def main() -> int:
             "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "dags"),
             "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO_ROOT / "plugins"),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            # SQLite has one writer at a time: a burst of runs queues instead of failing on "database is locked".
+            "AIRFLOW__CORE__PARALLELISM": os.environ.get("AIRFLOW__CORE__PARALLELISM", "8"),
+            "AIRFLOW__CORE__MAX_ACTIVE_RUNS_PER_DAG": os.environ.get("AIRFLOW__CORE__MAX_ACTIVE_RUNS_PER_DAG", "4"),
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
             "AIRFLOW__API__PORT": str(port),
@@ -64,17 +69,28 @@ def main() -> int:
             _stop_group(standalone)
 
 
-def _stop_group(proc: subprocess.Popen) -> None:
-    for sig, wait in ((signal.SIGTERM, 30), (signal.SIGKILL, 10)):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(timeout=wait)
-            return
-        except subprocess.TimeoutExpired:
-            continue
+def _stop_group(proc: subprocess.Popen, timeout: float = 30) -> None:
+    """SIGTERM standalone's whole process group, wait until every member has exited, SIGKILL what is left.
+
+    Waiting for standalone alone is not enough: its scheduler can outlive it, waiting for its task workers.
+    """
+    _signal_group(proc.pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while _signal_group(proc.pid, 0) and time.monotonic() < deadline:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=0.5)  # reaps standalone itself, so that only live members keep the group alive
+    _signal_group(proc.pid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=10)
+
+
+def _signal_group(pgid: int, sig: int) -> bool:
+    """Send ``sig`` to the group; False once no process is left in it."""
+    try:
+        os.killpg(pgid, sig)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 if __name__ == "__main__":

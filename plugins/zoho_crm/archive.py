@@ -10,13 +10,14 @@ import hashlib
 import os
 import stat
 import struct
-import tempfile
 import zipfile
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import IO
+
+from zoho_crm.atomic_files import create_temp
 
 FILE_TYPES = ("csv", "ics")
 CHUNK_BYTES = 256 << 10
@@ -145,7 +146,7 @@ def _stream_member(
     ratio_cap = max(RATIO_MIN_BYTES, max_ratio * max(info.compress_size, 1))
     digest = hashlib.sha256()
     size = 0
-    fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=f".{final.name}.", suffix=".part")
+    fd, tmp = create_temp(final.parent, prefix=f".{final.name}.", suffix=".part")
     try:
         with os.fdopen(fd, "wb") as out, _open_member(archive, info) as member:
             while chunk := member.read(CHUNK_BYTES):

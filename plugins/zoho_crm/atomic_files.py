@@ -4,16 +4,31 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+import secrets
 from pathlib import Path
 from typing import Any
+
+
+def create_temp(directory: str | Path, prefix: str, suffix: str = "") -> tuple[int, str]:
+    """Create a new file for writing in ``directory`` (like ``tempfile.mkstemp``) and return (fd, path).
+
+    Unlike mkstemp's 0600, the file gets the usual permissions (0666 less the umask): the published export is
+    read by other users and tools.
+    """
+    for _ in range(100):
+        path = os.path.join(directory, f"{prefix}{secrets.token_hex(6)}{suffix}")
+        try:
+            return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), path
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"could not create a temporary file in {directory}")
 
 
 def write_json_atomic(path: str | Path, payload: Any) -> Path:
     """Write ``payload`` as JSON to a temporary file beside ``path``, then rename it into place."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = create_temp(path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             json.dump(payload, handle, indent=2, ensure_ascii=False, default=str)

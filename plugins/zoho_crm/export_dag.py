@@ -13,7 +13,7 @@ import pendulum
 from airflow.sdk import DAG, AssetAlias, Context, CronDataIntervalTimetable, Param, task
 from airflow.sdk.exceptions import AirflowFailException
 
-from zoho_crm.bulk_read_query import InvalidBulkReadQuery
+from zoho_crm.bulk_read_query import COMPARATORS, GROUP_OPERATORS, InvalidBulkReadQuery
 from zoho_crm.errors import ZohoError
 from zoho_crm.export_layout import final_dir, staging_dir
 from zoho_crm.export_request import resolve_export
@@ -42,18 +42,51 @@ def module_asset_uri(module: str) -> str:
     return f"zoho-crm://{module}"
 
 
+def module_names(custom_modules: list[str]) -> list[str]:
+    """Every module name the form accepts: API names, the seed's lowercase names, and the custom modules."""
+    names = [*SEED_MODULES, "Meetings", *custom_modules]
+    return list(dict.fromkeys([*names, *(name.lower() for name in names)]))
+
+
+def criteria_schema() -> dict[str, Any]:
+    """JSON schema of Zoho criteria: a condition, or a group of criteria (what ``check_criteria`` checks)."""
+    condition = {
+        "type": "object",
+        "required": ["field", "comparator", "value"],
+        "properties": {
+            "field": {
+                "type": "object",
+                "required": ["api_name"],
+                "properties": {"api_name": {"type": "string", "minLength": 1}},
+            },
+            "comparator": {"enum": sorted(COMPARATORS)},
+        },
+        "not": {"anyOf": [{"required": ["group"]}, {"required": ["group_operator"]}]},
+    }
+    group = {
+        "type": "object",
+        "required": ["group_operator", "group"],
+        "properties": {
+            "group_operator": {"enum": [*GROUP_OPERATORS, *(op.upper() for op in GROUP_OPERATORS)]},
+            "group": {"type": "array", "minItems": 1, "items": {"$ref": "#/$defs/criteria"}},
+        },
+        "not": {"anyOf": [{"required": ["field"]}, {"required": ["comparator"]}, {"required": ["value"]}]},
+    }
+    return {"$defs": {"criteria": {"anyOf": [condition, group]}}, "anyOf": [{"type": "null"}, {"$ref": "#/$defs/criteria"}]}
+
+
 def export_params(module: str, fields: list[str], file_type: str, custom_modules: list[str]) -> dict[str, Param]:
-    """The trigger form: what the UI renders and checks before a run is created."""
+    """The trigger form: what the UI renders and checks before a run is created (keys: ``PARAM_NAMES``)."""
+    time_help = "ISO 8601 with an offset, e.g. 2026-11-01T00:00:00+00:00 (the form's picker sends UTC)."
     return {
         "module": Param(
             module,
             type="string",
-            minLength=1,
-            pattern=r"^[A-Za-z][A-Za-z0-9_]*$",
+            pattern="^(?:" + "|".join(module_names(custom_modules)) + ")$",
             examples=[*SEED_MODULES, *custom_modules],
             title="Module",
-            description="Module API name (pick one, or type a custom module's API name listed in "
-            "include/zoho_crm_exports.json).",
+            description="Module API name: pick one, or type a custom module's API name (custom modules must be "
+            "listed in custom_modules of include/zoho_crm_exports.json).",
         ),
         "fields": Param(
             fields,
@@ -71,14 +104,17 @@ def export_params(module: str, fields: list[str], file_type: str, custom_modules
             type=["null", "object"],
             title="Criteria (JSON)",
             description='Optional Zoho criteria, e.g. {"field": {"api_name": "Lead_Status"}, '
-            '"comparator": "equal", "value": "Contacted"}.',
+            '"comparator": "equal", "value": "Contacted"}, or {"group_operator": "and", "group": [...]}.',
+            **criteria_schema(),
         ),
         "cvid": Param(None, type=["null", "string"], pattern=r"^[0-9]*$", title="Custom view id"),
         "modified_from": Param(
             None, type=["null", "string"], format="date-time", title="Modified from",
-            description="Time range override (with Modified to): export records modified in [from, to).",
+            description=f"Time range override (with Modified to): export records modified in [from, to). {time_help}",
         ),
-        "modified_to": Param(None, type=["null", "string"], format="date-time", title="Modified to"),
+        "modified_to": Param(
+            None, type=["null", "string"], format="date-time", title="Modified to", description=time_help
+        ),
     }
 
 
@@ -118,7 +154,7 @@ def build_export_dag(
         max_active_tasks=32,
     ) as dag:
 
-        @task(multiple_outputs=True, retries=0)
+        @task(multiple_outputs=True)
         def resolve_query(**context: Any) -> dict[str, Any]:
             """Check the Params and build the query before any Zoho call; fail at once on bad input."""
             run = context["dag_run"]
@@ -153,14 +189,14 @@ def build_export_dag(
                 )
                 return None
 
-        @task(retries=0)
+        @task
         def unzip(download: dict[str, Any], query: dict[str, Any]) -> dict[str, Any]:
             try:
                 return unzip_page(download, Path(query["staging_dir"]))
             except ExportStepError as err:
                 raise _fail_fast(err) from None
 
-        @task(retries=0)
+        @task
         def validate(page: dict[str, Any], query: dict[str, Any], metadata: list[dict] | None) -> dict[str, Any]:
             try:
                 return validate_page(page, fields=query["fields"], field_metadata=metadata)

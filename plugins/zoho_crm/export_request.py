@@ -13,9 +13,11 @@ from typing import Any
 
 from zoho_crm.bulk_read_query import InvalidBulkReadQuery, build_bulk_read_body
 from zoho_crm.export_layout import INTERVAL_RUN_TYPES, run_key
-from zoho_crm.modules import SEED_MODULES, api_name
+from zoho_crm.modules import NON_EXPORTABLE_MODULES, SEED_MODULES, api_name
 
 TIME_FIELD = "Modified_Time"
+PARAM_NAMES = ("module", "fields", "file_type", "criteria", "cvid", "modified_from", "modified_to")
+"""The export's Params (the trigger form); anything else in a run's conf is a mistake, e.g. a misspelt name."""
 
 
 def zoho_datetime(value: datetime | str) -> str:
@@ -41,7 +43,15 @@ def _known_module(module: str, custom_modules: tuple[str, ...]) -> str:
     if not isinstance(module, str) or not module.strip():
         raise InvalidBulkReadQuery("module is empty: choose a module, e.g. Leads.")
     name = api_name(module)
-    if name not in SEED_MODULES and name not in custom_modules:
+    custom = {custom.lower(): custom for custom in custom_modules}
+    if name in NON_EXPORTABLE_MODULES:
+        raise InvalidBulkReadQuery(
+            f"module {name} cannot be exported with Bulk Read (nor can Notes, Attachments, Emails or related "
+            "lists): choose another module."
+        )
+    if name not in SEED_MODULES and name.lower() in custom:
+        return custom[name.lower()]
+    if name not in SEED_MODULES:
         raise InvalidBulkReadQuery(
             f"unknown module {module!r}: use one of {', '.join(SEED_MODULES)}, or add the custom module's API "
             "name to custom_modules in include/zoho_crm_exports.json."
@@ -79,6 +89,12 @@ def resolve_export(
     Scheduled and backfill runs export ``Modified_Time`` in their data interval; a manual run exports everything
     unless ``modified_from``/``modified_to`` are given. Raises :class:`InvalidBulkReadQuery` on bad input.
     """
+    unknown = sorted(set(params) - set(PARAM_NAMES))
+    if unknown:
+        raise InvalidBulkReadQuery(
+            f"unknown parameter(s) {', '.join(map(repr, unknown))}: use only {', '.join(PARAM_NAMES)} "
+            "(a misspelt name would be ignored, e.g. export everything instead of a time range)."
+        )
     module = _known_module(params.get("module", ""), custom_modules)
     criteria = params.get("criteria") or None
     if isinstance(criteria, str):

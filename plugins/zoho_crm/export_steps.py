@@ -72,6 +72,7 @@ def validate_page(
         )
     report.warnings.extend(Problem("archive", warning) for warning in page.get("archive_warnings", []))
     report_path = path.parent / REPORT_NAME
+    report.file = path.name  # the report sits beside its file, which moves when the export is published
     report.write_json(report_path)
     if not report.valid:
         raise ExportStepError(
@@ -105,6 +106,7 @@ def publish_export(
         "file_type": query["file_type"],
         "fields": query.get("fields") or [],
         "criteria": query.get("criteria"),
+        "cvid": query.get("cvid"),
         "time_range": query.get("time_range"),
         "run_key": query["run_key"],
         "run_id": run_id,

@@ -10,7 +10,7 @@ from airflow.sdk.exceptions import ParamValidationError
 
 from zoho_crm.bulk_read_query import InvalidBulkReadQuery
 from zoho_crm.export_dag import build_export_dag
-from zoho_crm.export_request import resolve_export, zoho_datetime
+from zoho_crm.export_request import PARAM_NAMES, resolve_export, zoho_datetime
 
 DAY = datetime(2026, 11, 10, tzinfo=UTC), datetime(2026, 11, 11, tzinfo=UTC)
 
@@ -51,7 +51,8 @@ def test_time_range_override_and_user_criteria_are_combined() -> None:
         ({"module": ""}, "module is empty"),
         ({"module": "Leads", "file_type": "ics"}, "works only for module Events"),
         ({"module": "Events", "file_type": "ics", "fields": ["Subject"]}, "fields are not allowed"),
-        ({"module": "Notes"}, "unknown module"),
+        ({"module": "Notes"}, "Notes cannot be exported with Bulk Read"),
+        ({"module": "Leads", "modifed_from": "2026-11-01T00:00:00Z"}, "unknown parameter.*'modifed_from'"),
         ({"module": "Leads", "criteria": "{not json"}, "criteria is not valid JSON"),
         ({"module": "Leads", "criteria": {"field": {"api_name": "X"}, "group": []}}, "mixes a condition and a group"),
         ({"module": "Leads", "modified_from": "2026-11-01T00:00:00+00:00"}, "give both modified_from"),
@@ -66,8 +67,8 @@ def test_invalid_requests_say_what_to_change(params: dict, message: str) -> None
         resolve(params)
 
 
-def test_custom_module_from_the_config_is_accepted() -> None:
-    assert resolve({"module": "Shipments"})["module"] == "Shipments"
+def test_custom_module_from_the_config_is_accepted_in_any_case() -> None:
+    assert resolve({"module": "Shipments"})["module"] == resolve({"module": "shipments"})["module"] == "Shipments"
 
 
 def test_zoho_datetime_has_no_milliseconds_and_an_offset() -> None:
@@ -84,7 +85,24 @@ def _form(dag, **conf):
 def test_trigger_form_schema_rejects_what_json_schema_can_express() -> None:
     dag = build_export_dag("form_check", schedule=None, custom_modules=["Shipments"])
     assert _form(dag, module="Events", file_type="ics")["file_type"] == "ics"
+    assert _form(dag, module="price_books")["module"] == "price_books"
+    assert _form(dag, module="shipments")["module"] == "shipments"
+    group = {"group_operator": "or", "group": [
+        {"field": {"api_name": "Lead_Status"}, "comparator": "equal", "value": "Contacted"},
+        {"group_operator": "AND", "group": [{"field": {"api_name": "City"}, "comparator": "in", "value": ["X"]}]},
+    ]}
+    assert _form(dag, criteria=group)["criteria"] == group
     for bad in ({"file_type": "pdf"}, {"module": "Leads; DROP"}, {"fields": ["Last Name"]}, {"cvid": "abc"},
-                {"modified_from": "yesterday"}, {"module": ""}):
+                {"modified_from": "yesterday"}, {"module": ""}, {"module": "NoSuchModule"}, {"module": "Notes"},
+                {"criteria": {"foo": 1}},
+                {"criteria": {"field": {"api_name": "Lead_Status"}, "comparator": "explodes", "value": "x"}},
+                {"criteria": {"field": {"api_name": "X"}, "comparator": "equal"}},
+                {"criteria": {"field": {"api_name": "X"}, "comparator": "equal", "value": 1, "group": []}},
+                {"criteria": {"group_operator": "xor", "group": [group]}},
+                {"criteria": {"group_operator": "and", "group": [{"foo": 1}]}}):
         with pytest.raises(ParamValidationError):
             _form(dag, **bad)
+
+
+def test_the_form_has_exactly_the_params_the_export_reads() -> None:
+    assert set(build_export_dag("form_keys", schedule=None).params) == set(PARAM_NAMES)

@@ -264,15 +264,15 @@ SCHEMA_VIOLATIONS = {
     "empty module": {"module": ""},
     "criteria not JSON": {"module": "Leads", "criteria": "{Lead_Status = Contacted"},
     "unknown file type": {"module": "Leads", "file_type": "xlsx"},
+    "unknown module": {"module": "NoSuchModule"},
+    "malformed criteria": {"module": "Leads", "criteria": {"field": {"api_name": "Lead_Status"},
+                                                           "comparator": "explodes", "value": "x"}},
 }
 REJECTED_BY_RESOLVE_QUERY = {
-    "unknown module": ({"module": "NoSuchModule"}, "unknown module 'NoSuchModule'"),
+    "misspelt param": ({"module": "Leads", "modifed_from": "2026-11-01T00:00:00Z"}, "unknown parameter(s) 'modifed_from'"),
     "ICS with Leads": ({"module": "Leads", "file_type": "ics"}, "file_type 'ics' works only for module Events"),
     "fields with ICS": ({"module": "Events", "file_type": "ics", "fields": ["Subject"]},
                         "fields are not allowed with file_type 'ics': remove fields"),
-    "malformed criteria": ({"module": "Leads", "criteria": {"field": {"api_name": "Lead_Status"},
-                                                            "comparator": "explodes", "value": "x"}},
-                           "criteria.comparator 'explodes' is unknown: use one of"),
 }
 
 

@@ -18,7 +18,6 @@ import contextlib
 import hashlib
 import os
 import socket
-import tempfile
 import threading
 import time
 import unicodedata
@@ -38,6 +37,7 @@ from airflow.sdk import BaseOperator, BaseXCom, Context
 from airflow.sdk.exceptions import AirflowFailException
 from airflow.triggers.base import TaskSuccessEvent, TriggerEvent
 
+from zoho_crm.atomic_files import create_temp
 from zoho_crm.deferral import MIN_DEFERRAL_SECONDS
 from zoho_crm.download_ledger import DownloadLedger
 from zoho_crm.errors import ZohoAuthError, ZohoError, ZohoRateLimitError, ZohoRequestError, ZohoTransientError
@@ -167,7 +167,7 @@ def stream_to_file(
     expected_size = int(expected) if expected and expected.isdigit() else None
     out_dir = Path(output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    fd, part = tempfile.mkstemp(prefix=f".{file_name}.part-", dir=out_dir)
+    fd, part = create_temp(out_dir, prefix=f".{file_name}.part-")
     digest = hashlib.sha256()
     size = 0
     started = last_time = time.monotonic()
