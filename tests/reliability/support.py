@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import signal
 import threading
 import time
@@ -55,10 +56,16 @@ def run_dirs(export_dir: Path, run_id: str, module: str = "Leads") -> tuple[Path
 
 
 def partial_files(root: Path) -> list[Path]:
-    """Temporary or half-written files (``*.part*``, ``*.tmp``) under ``root``."""
-    if not root.exists():
-        return []
-    return sorted(p for p in root.rglob("*") if p.is_file() and any(m in p.name for m in PARTIAL_MARKERS))
+    """Temporary or half-written files (``*.part*``, ``*.tmp``) under ``root``.
+
+    ``os.walk`` skips a folder that vanishes while it is read (a run publishing removes its staging tree).
+    """
+    return sorted(
+        Path(folder) / name
+        for folder, _dirs, names in os.walk(root)
+        for name in names
+        if any(marker in name for marker in PARTIAL_MARKERS)
+    )
 
 
 def published_partials(export_dir: Path) -> list[Path]:
@@ -226,8 +233,7 @@ class WorkerKiller(_Driver):
 
     def _growing_part(self) -> Path | None:
         self.seen_published_partials.update(str(p) for p in published_partials(self.export_dir))
-        parts = list(self.downloads.rglob(".*.part-*")) if self.downloads.exists() else []
-        for part in parts:
+        for part in partial_files(self.downloads):
             try:
                 if part.stat().st_size >= self.min_bytes:
                     return part

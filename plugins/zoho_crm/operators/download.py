@@ -22,7 +22,7 @@ import threading
 import time
 import unicodedata
 import zipfile
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from email.message import Message
@@ -122,10 +122,11 @@ class _StallGuard:
             self._progress.clear()
         self.stalled = True
         sock = _socket_of(self.response)
+        if sock is None:
+            self.response.close()
+            return
         with contextlib.suppress(OSError):
-            if sock is not None:
-                sock.shutdown(socket.SHUT_RDWR)  # wakes the blocked read
-        self.response.close()
+            sock.shutdown(socket.SHUT_RDWR)  # wakes the blocked read, which then fails or ends short
 
 
 def _socket_of(response: requests.Response) -> socket.socket | None:
@@ -174,23 +175,16 @@ def stream_to_file(
     last_size = 0
     try:
         with os.fdopen(fd, "wb") as out, _StallGuard(response, stall_seconds) as guard:
-            try:
-                for chunk in response.iter_content(chunk_size=chunk_bytes):
-                    guard.chunk()
-                    out.write(chunk)
-                    digest.update(chunk)
-                    size += len(chunk)
-                    now = time.monotonic()
-                    if now - last_time >= PROGRESS_SECONDS or size - last_size >= PROGRESS_BYTES:
-                        log(_progress(size, expected_size, now - started))
-                        last_time, last_size = now, size
-            except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
-                if guard.stalled:
-                    raise _stalled(file_name, size, stall_seconds) from None
-                raise IncompleteDownloadError(
-                    f"connection dropped after {size} bytes of {file_name} ({type(exc).__name__})",
-                    code="INCOMPLETE_DOWNLOAD",
-                ) from None
+            chunks = response.iter_content(chunk_size=chunk_bytes)
+            while (chunk := _next_chunk(chunks, guard, file_name, size, stall_seconds)) is not None:
+                guard.chunk()
+                out.write(chunk)  # a local disk error is not the network's: it propagates as itself
+                digest.update(chunk)
+                size += len(chunk)
+                now = time.monotonic()
+                if now - last_time >= PROGRESS_SECONDS or size - last_size >= PROGRESS_BYTES:
+                    log(_progress(size, expected_size, now - started))
+                    last_time, last_size = now, size
             if guard.stalled:
                 raise _stalled(file_name, size, stall_seconds)
             out.flush()
@@ -210,6 +204,23 @@ def stream_to_file(
         raise
     log(_progress(size, expected_size, time.monotonic() - started) + " (done)")
     return DownloadedFile(str(final), file_name, size, digest.hexdigest(), content_type)
+
+
+def _next_chunk(
+    chunks: Iterator[bytes], guard: _StallGuard, file_name: str, size: int, stall_seconds: float
+) -> bytes | None:
+    """The body's next chunk, None at its end; a failed read is a transient IncompleteDownloadError."""
+    try:
+        return next(chunks, None)
+    except Exception as exc:
+        if guard.stalled:
+            raise _stalled(file_name, size, stall_seconds) from None
+        if not isinstance(exc, (requests.RequestException, urllib3.exceptions.HTTPError, OSError)):
+            raise
+        raise IncompleteDownloadError(
+            f"connection dropped after {size} bytes of {file_name} ({type(exc).__name__})",
+            code="INCOMPLETE_DOWNLOAD",
+        ) from None
 
 
 def _wire_bytes(response: requests.Response, saved: int) -> int:
