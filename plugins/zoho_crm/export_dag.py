@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pendulum
-from airflow.sdk import DAG, AssetAlias, Context, CronDataIntervalTimetable, Param, task
+from airflow.sdk import DAG, Asset, AssetAlias, Context, CronDataIntervalTimetable, Param, task
 from airflow.sdk.exceptions import AirflowFailException
 
 from zoho_crm.bulk_read_query import COMPARATORS, GROUP_OPERATORS, InvalidBulkReadQuery
@@ -203,11 +203,13 @@ def build_export_dag(
             except ExportStepError as err:
                 raise _fail_fast(err) from None
 
-        @task(outlets=[EXPORTS_ALIAS])
+        # Every module's Asset is declared (as an inlet: no event) so that the DAG processor creates it up front.
+        # An alias creates its Asset on first use, and two runs finishing together race to insert it: Airflow 3.3
+        # then fails the second manifest task ("UNIQUE constraint failed: asset.name, asset.uri") although its
+        # export was published.
+        @task(outlets=[EXPORTS_ALIAS], inlets=[Asset(module_asset_uri(name)) for name in (*SEED_MODULES, *custom)])
         def manifest(query: dict[str, Any], pages: list[dict[str, Any]], **context: Context) -> dict[str, Any]:
             """Write manifest.json, publish the export atomically and update the module's Asset."""
-            from airflow.sdk import Asset
-
             summary = publish_export(
                 query,
                 list(pages),

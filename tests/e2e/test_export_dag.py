@@ -104,6 +104,19 @@ def test_ui_trigger_exports_every_page_of_leads_and_events(deployment: Deploymen
     assert_within_zoho_limits(sim, since, min_downloads=4)
 
 
+def test_concurrent_runs_of_one_module_all_succeed_and_update_its_asset(deployment: Deployment) -> None:
+    """Every module's Asset exists before its first export, so runs finishing together do not race to create it."""
+    stack = deployment.stack
+    declared = {asset["uri"].rstrip("/") for asset in stack.api("GET", "/assets?limit=1000")["assets"]}
+    assert {"zoho-crm://Contacts", "zoho-crm://Price_Books", "zoho-crm://Shipments"} <= declared
+    runs = [stack.trigger(MAIN_DAG, conf={"module": "Contacts"}) for _ in range(4)]
+    for run in runs:
+        assert_run_ok(stack, MAIN_DAG, run)
+    events = stack.api("GET", "/assets/events?limit=1000")["asset_events"]
+    updated_by = {e["source_run_id"] for e in events if e["uri"].rstrip("/") == "zoho-crm://Contacts"}
+    assert set(runs) <= updated_by, "every run updated the module's Asset"
+
+
 def test_scheduled_run_exports_its_data_interval(deployment: Deployment) -> None:
     stack, sim = deployment.stack, deployment.sim
     since = next_request_seq(sim)
