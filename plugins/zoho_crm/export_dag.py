@@ -28,7 +28,11 @@ from zoho_crm.sensors.bulk_read_job import ZohoBulkReadJobSensor
 
 log = logging.getLogger(__name__)
 
-EXPORTS_ALIAS = AssetAlias("zoho-crm-exports")
+
+
+def exports_alias(dag_id: str) -> AssetAlias:
+    """The alias through which a DAG's manifest task updates the exported module's Asset (one alias per DAG)."""
+    return AssetAlias(f"zoho-crm-exports/{dag_id}")
 CONFIG_PATH = Path(__file__).resolve().parents[2] / "include" / "zoho_crm_exports.json"
 
 
@@ -203,11 +207,17 @@ def build_export_dag(
             except ExportStepError as err:
                 raise _fail_fast(err) from None
 
-        # Every module's Asset is declared (as an inlet: no event) so that the DAG processor creates it up front.
-        # An alias creates its Asset on first use, and two runs finishing together race to insert it: Airflow 3.3
-        # then fails the second manifest task ("UNIQUE constraint failed: asset.name, asset.uri") although its
-        # export was published.
-        @task(outlets=[EXPORTS_ALIAS], inlets=[Asset(module_asset_uri(name)) for name in (*SEED_MODULES, *custom)])
+        # Airflow 3.3 creates an Asset, and its link to an alias, the first time the alias names it; two tasks
+        # doing so at once race to insert the same row, and Airflow fails the second one ("UNIQUE constraint
+        # failed") after its export was published. So every module's Asset is declared up front (as an inlet: no
+        # event), each DAG has its own alias, and its manifest tasks run one at a time (they take a second).
+        alias = exports_alias(dag_id)
+
+        @task(
+            outlets=[alias],
+            inlets=[Asset(module_asset_uri(name)) for name in (*SEED_MODULES, *custom)],
+            max_active_tis_per_dag=1,
+        )
         def manifest(query: dict[str, Any], pages: list[dict[str, Any]], **context: Context) -> dict[str, Any]:
             """Write manifest.json, publish the export atomically and update the module's Asset."""
             summary = publish_export(
@@ -217,7 +227,7 @@ def build_export_dag(
                 final=Path(query["final_dir"]),
                 run_id=context["dag_run"].run_id,
             )
-            context["outlet_events"][EXPORTS_ALIAS].add(
+            context["outlet_events"][alias].add(
                 Asset(module_asset_uri(query["module"])),
                 extra={"manifest": summary["manifest"], "records": summary["record_count"]},
             )
