@@ -10,16 +10,15 @@ import contextlib
 import gzip
 import hashlib
 import io
-import threading
 import time
 import zipfile
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 import requests
 
+from tests.local_http import QuietHandler, serving
 from zoho_crm.errors import ZohoRequestError
 from zoho_crm.operators.download import IncompleteDownloadError, file_name_from_disposition, stream_to_file
 
@@ -45,7 +44,7 @@ DRIP_SECONDS = 0.2
 """The /drip answer sends one byte this often: a peer that passes every read timeout and never finishes."""
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(QuietHandler):
     def do_GET(self) -> None:  # noqa: N802 - http.server naming
         if self.path in ("/gzip", "/drip"):
             self._odd_answer()
@@ -75,18 +74,11 @@ class _Handler(BaseHTTPRequestHandler):
                 self.wfile.flush()
                 time.sleep(DRIP_SECONDS)
 
-    def log_message(self, *args: object) -> None:
-        pass
-
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[str]:
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_port}"
-    httpd.shutdown()
-    httpd.server_close()
+    with serving(_Handler) as url:
+        yield url
 
 
 @pytest.mark.parametrize(

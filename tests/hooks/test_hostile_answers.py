@@ -7,15 +7,14 @@ second download request; a huge error body must not be read whole; a token endpo
 from __future__ import annotations
 
 import json
-import threading
 from collections import Counter
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
 from tests.hooks.zoho_conn import CLIENT_SECRET, REFRESH_TOKEN, assert_no_secret, connection_json
+from tests.local_http import QuietHandler, serving
 from zoho_crm.errors import ZohoAuthError, ZohoRequestError, ZohoTransientError
 from zoho_crm.hooks.zoho_crm import ERROR_BODY_BYTES, ZohoCRMHook
 
@@ -23,7 +22,7 @@ ACCESS_TOKEN = "1000." + "a" * 32 + "." + "b" * 32
 HUGE_BYTES = 20 * ERROR_BODY_BYTES
 
 
-class _Hostile(BaseHTTPRequestHandler):
+class _Hostile(QuietHandler):
     token_mode = "ok"
     seen: Counter[str] = Counter()
 
@@ -61,18 +60,11 @@ class _Hostile(BaseHTTPRequestHandler):
         elif kind == "huge":
             self._answer(500, "application/json", b'{"code": "INTERNAL_ERROR", "pad": "' + b"x" * HUGE_BYTES + b'"}')
 
-    def log_message(self, *args: object) -> None:
-        pass
-
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[str]:
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Hostile)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_port}"
-    httpd.shutdown()
-    httpd.server_close()
+    with serving(_Hostile) as url:
+        yield url
 
 
 @pytest.fixture

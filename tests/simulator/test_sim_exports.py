@@ -8,11 +8,11 @@ import json
 import re
 import threading
 import zipfile
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import icalendar
 
 from include.zoho_simulator.data import MODULES
+from tests.local_http import QuietHandler, serving
 from tests.simulator.sim_client import (
     access_token,
     create,
@@ -161,24 +161,16 @@ def test_callback_receives_job_details(sim, token) -> None:
     received: list[bytes] = []
     done = threading.Event()
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         def do_POST(self) -> None:  # noqa: N802
             received.append(self.rfile.read(int(self.headers["Content-Length"])))
             self.send_response(200)
             self.end_headers()
             done.set()
 
-        def log_message(self, *args) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        url = f"http://127.0.0.1:{server.server_address[1]}/cb"
-        job_id = create_ok(sim, token, module_query("Leads"), callback={"url": url, "method": "post"})
+    with serving(Handler) as base_url:
+        job_id = create_ok(sim, token, module_query("Leads"), callback={"url": f"{base_url}/cb", "method": "post"})
         assert done.wait(15), "no callback arrived"
-    finally:
-        server.shutdown()
     body = json.loads(received[0])
     assert body["data"][0]["id"] == job_id and body["data"][0]["state"] == "COMPLETED"
 
