@@ -6,8 +6,9 @@ limit holds even where the pool alone would not: a pool with more slots than the
 or a worker killed mid-request whose slot Airflow frees before its window is over.
 
 An entry counts until ``time + window + margin``: ``time`` is the request's start while it runs, then the moment
-its answer (or error) arrived, after Zoho saw it: the same anchor as the pool hold. The entry of a request that never finished (its process died) counts
-for ``unfinished_grace`` seconds more (the request timeout), because Zoho may have received it that much later.
+its answer (or error) arrived, after Zoho saw it: the same anchor as the pool hold. The entry of a request that
+never finished (its process died) counts for ``unfinished_grace`` seconds more (the request timeout), because Zoho
+may have received it that much later.
 The ledger lives next to the token cache (``token_cache_dir``, one per deployment; shared across hosts when the
 token cache is). It is read and rewritten under an exclusive ``fcntl.flock``, and written atomically.
 """

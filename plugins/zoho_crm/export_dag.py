@@ -28,12 +28,12 @@ from zoho_crm.sensors.bulk_read_job import ZohoBulkReadJobSensor
 
 log = logging.getLogger(__name__)
 
+CONFIG_PATH = Path(__file__).resolve().parents[2] / "include" / "zoho_crm_exports.json"
 
 
 def exports_alias(dag_id: str) -> AssetAlias:
     """The alias through which a DAG's manifest task updates the exported module's Asset (one alias per DAG)."""
     return AssetAlias(f"zoho-crm-exports/{dag_id}")
-CONFIG_PATH = Path(__file__).resolve().parents[2] / "include" / "zoho_crm_exports.json"
 
 
 def load_export_config(path: Path = CONFIG_PATH) -> dict[str, Any]:

@@ -43,20 +43,20 @@ def _known_module(module: str, custom_modules: tuple[str, ...]) -> str:
     if not isinstance(module, str) or not module.strip():
         raise InvalidBulkReadQuery("module is empty: choose a module, e.g. Leads.")
     name = api_name(module)
-    custom = {custom.lower(): custom for custom in custom_modules}
+    if name in SEED_MODULES:
+        return name
     if name in NON_EXPORTABLE_MODULES:
         raise InvalidBulkReadQuery(
             f"module {name} cannot be exported with Bulk Read (nor can Notes, Attachments, Emails or related "
             "lists): choose another module."
         )
-    if name not in SEED_MODULES and name.lower() in custom:
-        return custom[name.lower()]
-    if name not in SEED_MODULES:
+    custom = {custom.lower(): custom for custom in custom_modules}
+    if name.lower() not in custom:
         raise InvalidBulkReadQuery(
             f"unknown module {module!r}: use one of {', '.join(SEED_MODULES)}, or add the custom module's API "
             "name to custom_modules in include/zoho_crm_exports.json."
         )
-    return name
+    return custom[name.lower()]
 
 
 def _time_range(params: dict[str, Any], run_type: str, start: Any, end: Any) -> tuple[str, str] | None:

@@ -224,7 +224,6 @@ class ZohoCRMHook(BaseHook):
                 http_status=status,
                 resolution="Check the connection's accounts_url points at Zoho's accounts server.",
             )
-        mask_secret(token)
         domain = answer.get("api_domain")
         if not (isinstance(domain, str) and domain.startswith(("http://", "https://"))):
             domain = None
