@@ -24,17 +24,40 @@ def create_temp(directory: str | Path, prefix: str, suffix: str = "") -> tuple[i
     raise FileExistsError(f"could not create a temporary file in {directory}")
 
 
-def write_json_atomic(path: str | Path, payload: Any) -> Path:
-    """Write ``payload`` as JSON to a temporary file beside ``path``, then rename it into place."""
+def fsync_path(path: str | Path) -> None:
+    """Flush a file or a directory (its entries) to disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_json_atomic(
+    path: str | Path, payload: Any, *, temp_dir: str | Path | None = None, durable: bool = False
+) -> Path:
+    """Write ``payload`` as JSON to a temporary file, then rename it into place over ``path``.
+
+    The temporary file is created beside ``path``, or in ``temp_dir`` (same file system) so that no temporary
+    file ever appears in a published directory. ``durable`` flushes the file before the rename and the
+    directory after it, so the new content survives a crash once this returns.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = create_temp(path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    if temp_dir is not None:
+        Path(temp_dir).mkdir(parents=True, exist_ok=True)
+    fd, tmp = create_temp(temp_dir or path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             json.dump(payload, handle, indent=2, ensure_ascii=False, default=str)
             handle.write("\n")
+            if durable:
+                handle.flush()
+                os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    if durable:
+        fsync_path(path.parent)
     return path

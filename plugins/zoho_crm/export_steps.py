@@ -6,15 +6,17 @@ Plain functions (no Airflow): the DAG's tasks call them, tests can too. Bad data
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from zoho_crm.archive import ArchiveError, extract_page
-from zoho_crm.atomic_files import write_json_atomic
+from zoho_crm.atomic_files import fsync_path, write_json_atomic
 from zoho_crm.digest import file_sha256
-from zoho_crm.export_layout import page_dir_name, publish
+from zoho_crm.export_layout import Retention, new_version_name, page_dir_name, prune
 
 EXPORT_SUBDIR = "export"
 DOWNLOADS_SUBDIR = "downloads"
@@ -94,32 +96,107 @@ def validate_page(
 
 
 def publish_export(
-    query: dict[str, Any], pages: list[dict[str, Any]], *, staging: Path, final: Path, run_id: str
+    query: dict[str, Any],
+    pages: list[dict[str, Any]],
+    *,
+    staging: Path,
+    final: Path,
+    run_id: str,
+    retention: Retention | None = None,
 ) -> dict[str, Any]:
-    """Write the manifest, move the export into its final place (replacing an older one) and clean up."""
+    """Publish the pages as a new version under ``final``, point ``final/manifest.json`` at it, clean up.
+
+    Exactly the files the manifest lists (each page's file and report) are placed in a fresh version directory and
+    flushed; then the pointer is replaced in one atomic step. Nothing else in staging is ever published. A crash
+    before the pointer write leaves the previous export current (retention removes the half-made version) and a
+    retry publishes again from staging, which is removed only afterwards. Old versions, abandoned staging and
+    expired manual exports are then removed by ``retention`` (default: from the environment).
+    """
+    retention = retention or Retention.from_env()  # a bad setting fails here, before anything is written
     ordered = sorted(pages, key=lambda page: page["page"])
     numbers = [page["page"] for page in ordered]
     if numbers != list(range(1, len(ordered) + 1)):
         raise ExportStepError(f"pages {numbers} are not the complete sequence 1..{len(ordered)}: rerun the export.")
-    manifest = {
-        "module": query["module"],
-        "file_type": query["file_type"],
-        "fields": query.get("fields") or [],
-        "criteria": query.get("criteria"),
-        "cvid": query.get("cvid"),
-        "time_range": query.get("time_range"),
-        "run_key": query["run_key"],
-        "run_id": run_id,
-        "pages": ordered,
-        "page_count": len(ordered),
-        "record_count": sum(page["records"] for page in ordered),
-        "job_ids": [page["job_id"] for page in ordered],
-        "valid": all(page["valid"] for page in ordered),
-        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-    }
-    export = staging / EXPORT_SUBDIR
-    export.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(export / MANIFEST_NAME, manifest)
-    publish(export, final)
+    pointer = final / MANIFEST_NAME
+    published = _already_published(pointer, ordered, run_id)
+    if published is None:
+        now = datetime.now(UTC)
+        version = new_version_name(now)
+        manifest = {
+            "module": query["module"],
+            "file_type": query["file_type"],
+            "fields": query.get("fields") or [],
+            "criteria": query.get("criteria"),
+            "cvid": query.get("cvid"),
+            "time_range": query.get("time_range"),
+            "run_key": query["run_key"],
+            "run_id": run_id,
+            "version": version,
+            "pages": [{**page, "file": f"{version}/{page['file']}", "report": f"{version}/{page['report']}"}
+                      for page in ordered],
+            "page_count": len(ordered),
+            "record_count": sum(page["records"] for page in ordered),
+            "job_ids": [page["job_id"] for page in ordered],
+            "valid": all(page["valid"] for page in ordered),
+            "created_at": now.isoformat(timespec="seconds"),
+        }
+        try:
+            _write_version(staging / EXPORT_SUBDIR, final / version, ordered)
+        except Exception:
+            shutil.rmtree(final / version, ignore_errors=True)  # never pointed at; a hard crash leaves it to prune
+            raise
+        write_json_atomic(pointer, manifest, temp_dir=staging, durable=True)  # the one step readers see
+        published = manifest
     shutil.rmtree(staging, ignore_errors=True)
-    return {**manifest, "path": str(final), "manifest": str(final / MANIFEST_NAME)}
+    prune(final.parent.parent, final.parent.name, retention)
+    return {**published, "path": str(final), "manifest": str(pointer)}
+
+
+def _already_published(pointer: Path, pages: list[dict[str, Any]], run_id: str) -> dict[str, Any] | None:
+    """The current manifest if it is this very publish (a retry after the pointer was written), else None."""
+    try:
+        current = json.loads(pointer.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if isinstance(current, dict) and current.get("run_id") == run_id and "version" in current:
+        if _identities(current.get("pages") or []) == _identities(pages):
+            return current
+    return None
+
+
+def _identities(pages: list[dict[str, Any]]) -> list[tuple[Any, Any, Any]]:
+    return [(page.get("page"), page.get("job_id"), page.get("sha256")) for page in pages]
+
+
+def _write_version(export: Path, version_dir: Path, pages: list[dict[str, Any]]) -> None:
+    """Place each page's file and report from ``export`` into ``version_dir``, check them, flush them to disk.
+
+    Files are hard-linked (copied where links are impossible), so staging stays whole until the pointer is written.
+    """
+    version_dir.mkdir(parents=True)
+    for page in pages:
+        for key in ("file", "report"):
+            relative = Path(page[key])
+            if relative.is_absolute() or ".." in relative.parts:
+                raise ExportStepError(f"page {page['page']}: {page[key]!r} is not a path inside the export.")
+            source, target = export / relative, version_dir / relative
+            if not source.is_file():
+                raise ExportStepError(
+                    f"page {page['page']} (job {page['job_id']}): {source} is missing: clear the run's unzip and "
+                    "validate tasks to extract it again."
+                )
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.link(source, target)
+            except OSError:
+                shutil.copyfile(source, target)
+            fsync_path(target)
+        if file_sha256(version_dir / page["file"]) != page["sha256"]:
+            raise ExportStepError(
+                f"page {page['page']} (job {page['job_id']}): {export / page['file']} is not the validated file "
+                "(sha256 differs): clear the run's unzip and validate tasks."
+            )
+    for folder in sorted({(version_dir / page["file"]).parent for page in pages}):
+        fsync_path(folder)
+    fsync_path(version_dir)
+    fsync_path(version_dir.parent)

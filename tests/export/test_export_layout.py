@@ -1,11 +1,11 @@
-"""Output layout: run keys, staging, and publishing that replaces an interval's output instead of adding to it."""
+"""Output layout: run keys (one per interval, a unique bounded one per manual run), staging, version names."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
 
-from zoho_crm.export_layout import final_dir, publish, run_key, staging_dir
+from zoho_crm.export_layout import final_dir, new_version_name, run_key, staging_dir, version_time
 
 
 def test_interval_runs_share_a_key_and_manual_runs_get_their_own() -> None:
@@ -22,17 +22,21 @@ def test_staging_is_per_run_and_outside_the_published_tree(tmp_path: Path) -> No
     assert not one.is_relative_to(final_dir("Leads", "k", tmp_path))
 
 
-def test_publish_replaces_the_previous_export_whole(tmp_path: Path) -> None:
-    final = final_dir("Leads", "k", tmp_path)
-    for content, extra in (("first", "old-only.csv"), ("second", None)):
-        staging = staging_dir("Leads", "k", content, tmp_path)
-        (staging / "page_0001").mkdir(parents=True)
-        (staging / "page_0001" / "data.csv").write_text(content)
-        if extra:
-            (staging / extra).write_text("x")
-        publish(staging, final)
-        assert not staging.exists()
-    assert (final / "page_0001" / "data.csv").read_text() == "second"
-    assert not (final / "old-only.csv").exists(), "nothing of the replaced export survives"
-    assert [p.name for p in final.parent.iterdir()] == ["k"]
-    assert not [p for p in tmp_path.rglob(".retired-*")]
+def test_manual_run_keys_are_unique_and_fit_a_file_name(tmp_path: Path) -> None:
+    keys = {run_id: run_key("manual", run_id, None, None) for run_id in ("a/b", "a:b", "a-b", "a b", "a--b", "")}
+    assert len(set(keys.values())) == len(keys), keys
+    long_ids = ["manual__" + "x" * 300 + tail for tail in ("1", "2")]
+    long_keys = [run_key("manual", run_id, None, None) for run_id in long_ids]
+    assert long_keys[0] != long_keys[1]
+    for run_id, key in zip(long_ids, long_keys, strict=True):
+        assert key.startswith("manual--manual__xxx") and len(key.encode()) <= 120
+        staging_dir("Leads", key, run_id, tmp_path).mkdir(parents=True)  # a name the file system accepts
+        final_dir("Leads", key, tmp_path).mkdir(parents=True)
+
+
+def test_a_version_name_carries_its_time() -> None:
+    moment = datetime(2026, 12, 1, 10, 15, 0, tzinfo=UTC)
+    name = new_version_name(moment)
+    assert name.startswith("v20261201T101500Z-") and version_time(name) == moment
+    assert new_version_name(moment) != name
+    assert version_time("page_0001") is None and version_time("manifest.json") is None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 from datetime import UTC, datetime
 
 import pytest
@@ -33,7 +34,7 @@ def test_scheduled_run_exports_its_data_interval_by_modified_time() -> None:
 def test_manual_run_exports_everything_under_its_own_key() -> None:
     query = resolve({"module": "leads"})
     assert query["module"] == "Leads" and query["criteria"] is None and query["time_range"] is None
-    assert query["run_key"] == "manual--manual__2026-11-29T04-00-00-00-00"
+    assert re.fullmatch(r"manual--manual__2026-11-29T04-00-00-00-00--[0-9a-f]{12}", query["run_key"])
 
 
 def test_time_range_override_and_user_criteria_are_combined() -> None:
