@@ -23,6 +23,10 @@ FILE_TYPES = ("csv", "ics")
 CHUNK_BYTES = 256 << 10
 # Tiny members compress extremely well without being dangerous; ratios are judged past this size.
 RATIO_MIN_BYTES = 1 << 20
+# One central directory entry: a 46-byte header plus name, extra field and comment of at most 65,535 bytes each.
+MAX_ENTRY_BYTES = 46 + 3 * 0xFFFF
+# Up to this many members zipfile may read the directory, so the refusal can name them; more are refused unread.
+MAX_PARSED_MEMBERS = 16
 
 
 class ArchiveError(Exception):
@@ -67,6 +71,7 @@ def extract_page(
         raise ValueError(f"file_type must be one of {FILE_TYPES}, got {file_type!r}")
     zip_path, dest_dir = Path(zip_path), Path(dest_dir)
     try:
+        _check_central_directory(zip_path)
         with zipfile.ZipFile(zip_path) as archive:
             info = _check_member(archive, zip_path, file_type, max_member_bytes, max_ratio)
             warnings = []
@@ -83,6 +88,31 @@ def extract_page(
     except NotImplementedError as exc:
         raise UnsafeArchiveError(f"{zip_path}: unsupported zip feature ({exc})") from exc
     return ExtractedPage(final, info.filename, size, digest, warnings)
+
+
+def _check_central_directory(zip_path: Path) -> None:
+    """Refuse many members, or a central directory larger than its members need, before ``zipfile`` reads it.
+
+    ``zipfile.ZipFile`` builds a ``ZipInfo`` for every entry of the central directory (150,000 entries: about
+    80 MB allocated), reading as many bytes as the end-of-central-directory record declares whatever its count.
+    This reads only that record (zip64 too), with the very function ``zipfile`` uses, so both see the same one.
+    """
+    with open(zip_path, "rb") as fp:
+        endrec = zipfile._EndRecData(fp)  # the record ZipFile itself will use; reads a few KiB at most
+    if not endrec:
+        raise zipfile.BadZipFile("no end of central directory record (not a zip file)")
+    entries, size = endrec[zipfile._ECD_ENTRIES_TOTAL], endrec[zipfile._ECD_SIZE]
+    if entries > MAX_PARSED_MEMBERS:
+        raise UnsafeArchiveError(
+            f"{zip_path}: expected exactly one member, found {entries} (counted from the end of central "
+            "directory record, the directory was not read); a Bulk Read result holds one file"
+        )
+    if size > max(entries, 1) * MAX_ENTRY_BYTES:
+        raise UnsafeArchiveError(
+            f"{zip_path}: the central directory is {size} bytes, more than {entries} member(s) can take "
+            f"({max(entries, 1) * MAX_ENTRY_BYTES}): the archive hides more members than it declares; "
+            "a Bulk Read result holds one file"
+        )
 
 
 def _check_member(

@@ -10,6 +10,7 @@ import contextlib
 import gzip
 import hashlib
 import io
+import json
 import time
 import zipfile
 from collections.abc import Iterator
@@ -17,10 +18,17 @@ from pathlib import Path
 
 import pytest
 import requests
+from airflow.sdk import Connection
 
 from tests.local_http import QuietHandler, serving
-from zoho_crm.errors import ZohoRequestError
-from zoho_crm.operators.download import IncompleteDownloadError, file_name_from_disposition, stream_to_file
+from zoho_crm.errors import ZohoConfigError, ZohoRequestError
+from zoho_crm.hooks.connection import DEFAULT_MAX_DOWNLOAD_BYTES, ZohoConnectionConfig
+from zoho_crm.operators.download import (
+    DownloadTooLargeError,
+    IncompleteDownloadError,
+    file_name_from_disposition,
+    stream_to_file,
+)
 
 
 def _zip_bytes() -> bytes:
@@ -48,6 +56,14 @@ class _Handler(QuietHandler):
     def do_GET(self) -> None:  # noqa: N802 - http.server naming
         if self.path in ("/gzip", "/drip"):
             self._odd_answer()
+            return
+        if self.path == "/no-length":  # HTTP/1.0: the body ends when the server closes the connection
+            self.send_response(200)
+            self.send_header("Content-Type", "application/zip")
+            self.end_headers()
+            with contextlib.suppress(OSError):
+                for _ in range(64):
+                    self.wfile.write(ZIP)
             return
         content_type, body, length = ANSWERS[self.path]
         self.send_response(200)
@@ -145,3 +161,36 @@ def test_a_drip_fed_body_is_cut_off_as_a_stall(server: str, tmp_path: Path) -> N
     assert error.value.retryable and error.value.code == "INCOMPLETE_DOWNLOAD"
     assert time.monotonic() - started < 10, "the stall was not cut off"
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_body_announced_larger_than_the_cap_is_refused_before_anything_is_written(
+    server: str, tmp_path: Path
+) -> None:
+    with requests.get(f"{server}/zip", stream=True, timeout=10) as response:
+        with pytest.raises(DownloadTooLargeError, match=f"Content-Length is {len(ZIP)} bytes, more than the cap of "
+                           f"{len(ZIP) - 1} bytes .*max_download_bytes") as error:
+            stream_to_file(response, tmp_path / "out", "fallback.zip", max_bytes=len(ZIP) - 1)
+    assert not error.value.retryable and error.value.code == "DOWNLOAD_TOO_LARGE"
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_body_without_content_length_is_cut_off_at_the_cap_and_removed(server: str, tmp_path: Path) -> None:
+    """A server that never says how long the body is: the bytes actually received are counted."""
+    cap = 3 * len(ZIP)
+    with requests.get(f"{server}/no-length", stream=True, timeout=10) as response:
+        assert "Content-Length" not in response.headers
+        with pytest.raises(DownloadTooLargeError, match=f"the body passed [0-9]+ bytes, more than the cap of {cap}"):
+            stream_to_file(response, tmp_path, "fallback.zip", chunk_bytes=1024, max_bytes=cap)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_download_cap_is_a_connection_extra_with_a_generous_default() -> None:
+    def config(**extra: object) -> ZohoConnectionConfig:
+        conn = Connection(conn_id="zoho_cap", conn_type="http", login="1000.X", password="secret",
+                          extra=json.dumps({"refresh_token": "1000.r.t", **extra}))
+        return ZohoConnectionConfig.from_connection(conn)
+
+    assert config().max_download_bytes == DEFAULT_MAX_DOWNLOAD_BYTES == 2 * 2**30
+    assert config(max_download_bytes="5000000000").max_download_bytes == 5_000_000_000
+    with pytest.raises(ZohoConfigError, match="extra max_download_bytes must be a positive number, not 'lots'"):
+        config(max_download_bytes="lots")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import tracemalloc
 import zipfile
 from pathlib import Path
 
@@ -162,3 +163,38 @@ def test_existing_file_is_kept_when_extraction_fails(tmp_path):
 def test_unknown_file_type_is_a_value_error(tmp_path):
     with pytest.raises(ValueError, match="file_type must be one of"):
         extract(page_zip(tmp_path, good_csv()), tmp_path / "out", file_type="json")
+
+
+def _many_members_zip(path: Path, members: int) -> Path:
+    """A real zip (written by zipfile) of ``members`` empty CSV members; past 65,535 it needs zip64 records."""
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as archive:
+        for n in range(members):
+            archive.writestr(f"{n}.csv", b"")
+    return path
+
+
+def test_a_central_directory_of_150000_members_is_refused_before_it_is_parsed(tmp_path):
+    """zipfile.ZipFile would build 150,000 ZipInfo objects (about 140 MB) before the one-member check could run;
+    the count is read from the zip64 end-of-central-directory record instead."""
+    zip_path = _many_members_zip(tmp_path / "page.zip", 150_000)
+    tracemalloc.start()
+    try:
+        with pytest.raises(UnsafeArchiveError, match="expected exactly one member, found 150000"):
+            extract(zip_path, tmp_path / "out")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 2 * 2**20, f"refusing the archive allocated {peak / 2**20:.1f} MiB: the directory was parsed"
+    assert_nothing_written(tmp_path / "out")
+
+
+def test_a_central_directory_larger_than_its_declared_one_member_is_refused(tmp_path):
+    """zipfile reads as many entries as the directory's size holds, whatever the count says."""
+    zip_path = _many_members_zip(tmp_path / "page.zip", 5_000)
+    data = bytearray(zip_path.read_bytes())
+    end = data.rindex(b"PK\x05\x06")
+    data[end + 8 : end + 12] = (1).to_bytes(2, "little") * 2  # entries on this disk, entries in total
+    zip_path.write_bytes(bytes(data))
+    with pytest.raises(UnsafeArchiveError, match="central directory is .* bytes, more than 1 member.s. can take"):
+        extract(zip_path, tmp_path / "out")
+    assert_nothing_written(tmp_path / "out")

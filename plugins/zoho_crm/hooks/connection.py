@@ -86,6 +86,10 @@ def _positive(conn_id: str, name: str, value: Any, default: float) -> float:
     return number
 
 
+DEFAULT_MAX_DOWNLOAD_BYTES = 2 * 2**30
+"""Cap of one downloaded page (extra ``max_download_bytes``); a Bulk Read page holds at most 200,000 records."""
+
+
 @dataclass(frozen=True)
 class ZohoConnectionConfig:
     """Everything the hook needs from the connection; secrets are excluded from repr."""
@@ -102,6 +106,7 @@ class ZohoConnectionConfig:
     download_limit: int = 10
     download_window_seconds: float = 60.0
     token_cache_dir: str | None = None
+    max_download_bytes: int = DEFAULT_MAX_DOWNLOAD_BYTES
 
     @classmethod
     def from_connection(cls, conn: Any) -> ZohoConnectionConfig:
@@ -143,6 +148,9 @@ class ZohoConnectionConfig:
                 conn_id, "download_window_seconds", extra.get("download_window_seconds"), 60.0
             ),
             token_cache_dir=str(extra["token_cache_dir"]) if extra.get("token_cache_dir") else None,
+            max_download_bytes=int(_positive(
+                conn_id, "max_download_bytes", extra.get("max_download_bytes"), DEFAULT_MAX_DOWNLOAD_BYTES
+            )),
         )
 
     @property

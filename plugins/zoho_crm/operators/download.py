@@ -41,6 +41,7 @@ from zoho_crm.atomic_files import create_temp
 from zoho_crm.deferral import MIN_DEFERRAL_SECONDS
 from zoho_crm.download_ledger import DownloadLedger
 from zoho_crm.errors import ZohoAuthError, ZohoError, ZohoRateLimitError, ZohoRequestError, ZohoTransientError
+from zoho_crm.hooks.connection import DEFAULT_MAX_DOWNLOAD_BYTES
 from zoho_crm.hooks.zoho_crm import ZohoCRMHook
 from zoho_crm.rate_limit import (
     DEFAULT_DOWNLOAD_WINDOW_SECONDS,
@@ -60,6 +61,10 @@ JOB_FIELDS = ("module", "file_type", "page", "count", "per_page", "more_records"
 
 class IncompleteDownloadError(ZohoTransientError):
     """The body ended short of Content-Length, or the zip is unreadable: retry the download."""
+
+
+class DownloadTooLargeError(ZohoRequestError):
+    """The body is larger than the download cap: not a Bulk Read page, or the cap is too low. Not retryable."""
 
 
 @dataclass(frozen=True)
@@ -146,11 +151,13 @@ def stream_to_file(
     log: Callable[[str], None] = lambda _msg: None,
     chunk_bytes: int = CHUNK_BYTES,
     stall_seconds: float = STALL_SECONDS,
+    max_bytes: int = DEFAULT_MAX_DOWNLOAD_BYTES,
 ) -> DownloadedFile:
     """Stream a ``requests`` response body to ``output_dir`` (temp name, then rename), hashing on the way.
 
-    Memory stays at one chunk whatever the file size. Raises ``ZohoRequestError`` for a body that is not a file
-    and ``IncompleteDownloadError`` (transient) when the body is shorter or longer than Content-Length, stalls
+    Memory stays at one chunk whatever the file size. Raises ``ZohoRequestError`` for a body that is not a file,
+    ``DownloadTooLargeError`` (not retryable) for one announced or received larger than ``max_bytes``, and
+    ``IncompleteDownloadError`` (transient) when the body is shorter or longer than Content-Length, stalls
     (no ``chunk_bytes`` within ``stall_seconds``) or the zip is unreadable; the partial file is removed in every
     failure.
     """
@@ -166,6 +173,8 @@ def stream_to_file(
     file_name = file_name_from_disposition(response.headers.get("Content-Disposition"), fallback_name)
     expected = response.headers.get("Content-Length")
     expected_size = int(expected) if expected and expected.isdigit() else None
+    if expected_size is not None and expected_size > max_bytes:
+        raise _too_large(file_name, f"Content-Length is {expected_size} bytes", max_bytes)
     out_dir = Path(output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     fd, part = create_temp(out_dir, prefix=f".{file_name}.part-")
@@ -178,9 +187,11 @@ def stream_to_file(
             chunks = response.iter_content(chunk_size=chunk_bytes)
             while (chunk := _next_chunk(chunks, guard, file_name, size, stall_seconds)) is not None:
                 guard.chunk()
+                size += len(chunk)
+                if size > max_bytes:  # no or a lying Content-Length, or a body decompressed on the way
+                    raise _too_large(file_name, f"the body passed {size} bytes", max_bytes)
                 out.write(chunk)  # a local disk error is not the network's: it propagates as itself
                 digest.update(chunk)
-                size += len(chunk)
                 now = time.monotonic()
                 if now - last_time >= PROGRESS_SECONDS or size - last_size >= PROGRESS_BYTES:
                     log(_progress(size, expected_size, now - started))
@@ -234,6 +245,16 @@ def _stalled(file_name: str, size: int, seconds: float) -> IncompleteDownloadErr
         f"download of {file_name} stalled: less than {CHUNK_BYTES // 1024} KiB in {seconds:.0f} s after {size} "
         "bytes; the connection was closed",
         code="INCOMPLETE_DOWNLOAD",
+    )
+
+
+def _too_large(file_name: str, what: str, max_bytes: int) -> DownloadTooLargeError:
+    return DownloadTooLargeError(
+        f"download of {file_name} refused: {what}, more than the cap of {max_bytes} bytes "
+        "(connection extra max_download_bytes); nothing was kept",
+        code="DOWNLOAD_TOO_LARGE",
+        resolution="A Bulk Read page holds at most 200,000 records: check that api_domain points at Zoho's API "
+        "host; if a page really is that large, raise the connection extra max_download_bytes. Not retried.",
     )
 
 
@@ -364,6 +385,7 @@ class ZohoBulkReadDownloadOperator(BaseOperator):
                     f"{job['job_id']}.zip",
                     self.log.info,
                     stall_seconds=hook.timeout,
+                    max_bytes=hook.config.max_download_bytes,
                 )
             outcome = {"kind": "success", "result": self._result(job, downloaded, attempt)}
         except ZohoError as err:
