@@ -281,6 +281,7 @@ class Dataset:
         self.default_count = default_count
         self.start = int(start.timestamp())
         self.span = max(1, int(days * 86400))
+        self.ics_overrides = "with_series"  # or "apart": see exports._write_ics (Settings.ics_overrides)
 
     def count(self, module: str) -> int:
         return self.counts.get(module, self.default_count)

@@ -107,21 +107,38 @@ def utc(epoch: int) -> str:
 
 
 def _write_ics(sink: _HashingSink, dataset: Dataset, indices: np.ndarray) -> int:
-    """One VEVENT per event; series carry RRULE; edited occurrences are extra VEVENTs with RECURRENCE-ID."""
+    """One VEVENT per event; series carry RRULE; edited occurrences are extra VEVENTs with RECURRENCE-ID.
+
+    An edited occurrence follows its series, or with ``dataset.ics_overrides == "apart"`` precedes the next
+    event record and carries that record's Modified_Time: so it can land on another page than its series, and
+    a Modified_Time range can hold it without its series (the last event of the module keeps it beside).
+    """
     write = sink.buffer.write
     write("BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//Zoho Corporation//Zoho CRM Bulk Read Simulator//EN\r\n"
           "CALSCALE:GREGORIAN\r\nMETHOD:PUBLISH\r\n")
     names = ["id", "Event_Title", "Venue", "Description", "Recurring_Activity", "Start_DateTime", "End_DateTime",
              "Created_Time", "Modified_Time"]
+    apart = dataset.ics_overrides == "apart"
+    last = dataset.count("Events") - 1
     for lo in range(0, len(indices), CHUNK_ROWS):
         chunk = indices[lo:lo + CHUNK_ROWS]
         cols = dataset.raw_columns("Events", chunk, names)
-        for row, idx in zip(zip(*(cols[n].tolist() for n in names), strict=True), chunk.tolist(), strict=True):
+        rows = zip(*(cols[n].tolist() for n in names), strict=True)
+        previous: list[tuple | None] = [None] * len(chunk)
+        if apart:
+            before = np.maximum(chunk - 1, 0)
+            earlier = dataset.raw_columns("Events", before, names)
+            previous = [row if idx > 0 and has_edited_occurrence(idx - 1) else None for row, idx in
+                        zip(zip(*(earlier[n].tolist() for n in names), strict=True), chunk.tolist(), strict=True)]
+        for row, idx, moved in zip(rows, chunk.tolist(), previous, strict=True):
             rid, title, venue, description, rrule, start, end, created, modified = row
+            lines = []
+            if moved is not None and moved[4]:
+                lines += _override(moved, modified)
             uid = f"{rid}@zohocrm.simulator"
             common = [f"DTSTAMP:{utc(modified)}", f"CREATED:{utc(created)}", f"LAST-MODIFIED:{utc(modified)}"]
-            lines = ["BEGIN:VEVENT", f"UID:{uid}", *common, f"DTSTART:{utc(start)}", f"DTEND:{utc(end)}",
-                     f"SUMMARY:{ics_escape(title)}"]
+            lines += ["BEGIN:VEVENT", f"UID:{uid}", *common, f"DTSTART:{utc(start)}", f"DTEND:{utc(end)}",
+                      f"SUMMARY:{ics_escape(title)}"]
             if venue:
                 lines.append(f"LOCATION:{ics_escape(venue)}")
             if description:
@@ -129,12 +146,19 @@ def _write_ics(sink: _HashingSink, dataset: Dataset, indices: np.ndarray) -> int
             if rrule:
                 lines.append(f"RRULE:{rrule}")
             lines.append("END:VEVENT")
-            if rrule and has_edited_occurrence(idx):
-                original = start + 7 * 86400  # the second weekly occurrence, moved by one hour
-                lines += ["BEGIN:VEVENT", f"UID:{uid}", *common, f"RECURRENCE-ID:{utc(original)}",
-                          f"DTSTART:{utc(original + 3600)}", f"DTEND:{utc(original + 3600 + end - start)}",
-                          f"SUMMARY:{ics_escape(title + ' (moved)')}", "END:VEVENT"]
+            if rrule and has_edited_occurrence(idx) and (not apart or idx == last):
+                lines += _override(row, modified)
             write("".join(ics_fold(line) for line in lines))
         sink.flush()
     write("END:VCALENDAR\r\n")
     return len(indices)
+
+
+def _override(series: tuple, modified: int) -> list[str]:
+    """The edited occurrence of a series row: its second weekly occurrence, moved by one hour."""
+    rid, title, _, _, _, start, end, created, _ = series
+    common = [f"DTSTAMP:{utc(modified)}", f"CREATED:{utc(created)}", f"LAST-MODIFIED:{utc(modified)}"]
+    original = start + 7 * 86400
+    return ["BEGIN:VEVENT", f"UID:{rid}@zohocrm.simulator", *common, f"RECURRENCE-ID:{utc(original)}",
+            f"DTSTART:{utc(original + 3600)}", f"DTEND:{utc(original + 3600 + end - start)}",
+            f"SUMMARY:{ics_escape(title + ' (moved)')}", "END:VEVENT"]

@@ -1,7 +1,7 @@
 """Command line: extract and validate one Bulk Read result zip.
 
     python -m zoho_crm.validate FILE.zip --file-type csv|ics [--fields A,B] [--fields-metadata FILE.json]
-        [--expected-count N] [--job-id ID] [--output-dir DIR]
+        [--expected-count N] [--job-id ID] [--output-dir DIR] [--part-of-export]
 
 Prints the JSON report on stdout, one line per problem on stderr. Exit 0 valid, 1 invalid, 2 unreadable or
 unsafe archive.
@@ -30,6 +30,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--expected-count", type=int, help="the job's reported record count")
     parser.add_argument("--job-id", help="the job id (the member should be named <job id>.<file type>)")
     parser.add_argument("--output-dir", type=Path, help="where to extract (default: a new temp dir beside the zip)")
+    parser.add_argument("--part-of-export", action="store_true",
+                        help="ICS: the file is one page of a larger export or of a time-range (criteria) export, "
+                             "so an override (RECURRENCE-ID) without its series in the file is a warning, not an "
+                             "error")
     return parser.parse_args(argv)
 
 
@@ -49,7 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     fields = [name.strip() for name in args.fields.split(",") if name.strip()]
     try:
         report = validate_page(args.zip, output_dir, job_id=args.job_id, file_type=args.file_type,
-                               fields=fields or None, field_metadata=metadata, expected_count=args.expected_count)
+                               fields=fields or None, field_metadata=metadata, expected_count=args.expected_count,
+                               orphan_overrides="warning" if args.part_of_export else "error")
     except ArchiveError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_UNREADABLE

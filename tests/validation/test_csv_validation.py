@@ -287,3 +287,34 @@ def test_bare_cr_line_endings_are_refused(tmp_path):
         "line 1 (header): header row unreadable (new-line character seen in unquoted field - do you need to "
         "open the file in universal-newline mode?); lines must end in LF or CRLF"
     ]
+
+
+@pytest.mark.parametrize("tail", [b"\r\n", b"\r\n\r\n", b"\n"])
+def test_empty_lines_at_the_end_are_not_records(tmp_path, tail):
+    report = validate(tmp_path, good_csv(3) + tail, field_metadata=FIELDS, expected_count=3)
+    assert report.valid, report.summary()
+    assert report.records == 3
+    blank = tail.count(b"\n")
+    assert warnings(report) == [f"line 8: {blank} empty line(s) at the end of the file: not records, ignored"]
+    header_only = validate(tmp_path, csv_text([HEADER]).encode() + tail, expected_count=0)
+    assert header_only.valid and header_only.records == 0
+
+
+def test_empty_line_in_the_middle_is_still_an_error(tmp_path):
+    data = good_csv(3).replace(b"two 1\"\r\n", b"two 1\"\r\n\r\n")
+    report = validate(tmp_path, data, expected_count=3)
+    assert errors(report) == [
+        "line 4 (record 2), column Id: empty record id",
+        "file: 4 records, but the job reported count 3",
+    ]
+
+
+def test_empty_lines_at_the_end_in_their_own_pieces(tmp_path, monkeypatch):
+    from zoho_crm.validation import csv_pieces
+
+    monkeypatch.setattr(csv_pieces, "PIECE_BYTES", 4096)
+    rows = [good_row(n) for n in range(1, 301)]
+    path = write_file(tmp_path, "page.csv", rows_csv(rows) + b"\r\n" * 5000)
+    report = validate_csv(path, field_metadata=FIELDS, expected_count=300)
+    assert report.valid, report.summary()
+    assert warnings(report) == [f"line {2 + 300 * 2}: 5000 empty line(s) at the end of the file: not records, ignored"]

@@ -126,3 +126,42 @@ def test_event_problems_are_capped(tmp_path):
     report = validate(tmp_path, calendar(*(event(f"e{n}", end="20261101T090000Z") for n in range(60))))
     assert len(report.errors) == 51
     assert errors(report)[-1] == "file: 10 more event problems not listed"
+
+
+def test_duplicate_uids_and_twice_overridden_occurrences_are_errors(tmp_path):
+    second_override = event("series-1", start="20261108T140000Z", end="20261108T150000Z",
+                            extra="RECURRENCE-ID:20261108T100000Z")
+    report = validate(tmp_path, calendar(event("a"), SERIES, OVERRIDE, event("a"), second_override))
+    assert errors(report) == [
+        "VEVENT 4 (UID a): the UID of VEVENT 1 again: two events with one UID and no RECURRENCE-ID",
+        "VEVENT 5 (UID series-1): occurrence 20261108T100000Z already overridden by VEVENT 3: two overrides of "
+        "the same occurrence",
+    ]
+    other_occurrence = event("series-1", extra="RECURRENCE-ID:20261115T100000Z")
+    assert validate(tmp_path, calendar(SERIES, OVERRIDE, other_occurrence)).valid
+
+
+def test_count_may_be_series_only_or_include_the_overrides(tmp_path):
+    data = calendar(event("a"), SERIES, OVERRIDE)
+    series_only = validate(tmp_path, data, expected_count=2)
+    every_vevent = validate(tmp_path, data, expected_count=3)
+    assert series_only.valid and every_vevent.valid, (series_only.summary(), every_vevent.summary())
+    assert series_only.records == every_vevent.records == 2
+    assert "count 2: series counted once, the 1 override(s) not counted" in series_only.notes
+    assert "count 3: every VEVENT, the 1 override(s) included" in every_vevent.notes
+    assert errors(validate(tmp_path, data, expected_count=4)) == [
+        "file: 2 events (series counted once; 3 with the 1 overrides), but the job reported count 4"
+    ]
+
+
+def test_orphan_override_of_a_page_in_a_larger_export_is_not_an_error(tmp_path):
+    data = calendar(event("a"), OVERRIDE)
+    as_warning = validate(tmp_path, data, orphan_overrides="warning", expected_count=1)
+    assert as_warning.valid and [str(w) for w in as_warning.warnings] == [
+        "file: 1 override(s) (RECURRENCE-ID) whose series (VEVENT with RRULE) is not in this file: UID series-1 "
+        "RECURRENCE-ID 20261108T100000Z (part of a larger export: the series may be on another page or outside "
+        "its range)"
+    ]
+    as_note = validate(tmp_path, data, orphan_overrides="note", expected_count=1)
+    assert as_note.valid and not as_note.warnings
+    assert any("resolved across the pages of the export" in note for note in as_note.notes)

@@ -138,3 +138,20 @@ def test_cli_ics_page(tmp_path):
     done = run_cli(zip_path, "--file-type", "ics", "--expected-count", "1", "--output-dir", tmp_path / "out")
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["file_type"] == "ics"
+
+
+ORPHAN_ICS = ICS.replace(b"END:VEVENT\r\nEND:VCALENDAR", (
+    b"END:VEVENT\r\nBEGIN:VEVENT\r\nUID:series-1\r\nDTSTAMP:20261101T000000Z\r\nRECURRENCE-ID:20261108T100000Z\r\n"
+    b"DTSTART:20261108T120000Z\r\nDTEND:20261108T130000Z\r\nEND:VEVENT\r\nEND:VCALENDAR"))
+
+
+def test_cli_orphan_override_is_an_error_unless_part_of_an_export(tmp_path):
+    zip_path = write_zip(tmp_path / "page.zip", [(f"{JOB_ID}.ics", ORPHAN_ICS)])
+    alone = run_cli(zip_path, "--file-type", "ics", "--expected-count", "1", "--output-dir", tmp_path / "alone")
+    assert alone.returncode == 1
+    assert "RECURRENCE-ID without a recurring series" in alone.stderr
+    part = run_cli(zip_path, "--file-type", "ics", "--expected-count", "1", "--output-dir", tmp_path / "part",
+                   "--part-of-export")
+    assert part.returncode == 0, part.stderr
+    assert part.stderr.startswith("warning: file: 1 override(s) (RECURRENCE-ID) whose series")
+    assert json.loads(part.stdout)["valid"] is True

@@ -8,9 +8,10 @@ from pathlib import Path
 
 from zoho_crm.digest import file_sha256
 from zoho_crm.validation.csv_header import HEADER, check_header, read_header
-from zoho_crm.validation.csv_pieces import file_chunks, iter_pieces
+from zoho_crm.validation.csv_pieces import TrailingBlankLines, file_chunks, iter_pieces
 from zoho_crm.validation.csv_scan import scan_csv
 from zoho_crm.validation.field_types import FORMAT_BY_DATA_TYPE, ValueFormat, metadata_fields
+from zoho_crm.validation.id_index import IDS, index_path
 from zoho_crm.validation.report import ValidationReport
 
 
@@ -20,11 +21,12 @@ def validate_csv(
     fields: list[str] | None = None,
     field_metadata: list[dict] | dict | None = None,
     expected_count: int | None = None,
+    index_to: Path | None = None,
 ) -> ValidationReport:
-    """Validate a CSV page file."""
+    """Validate a CSV page file; with ``index_to`` (a path prefix) also write its sorted ids to ``<prefix>.ids``."""
     path = Path(path)
     report = validate_csv_stream(file_chunks(path), lambda: path, fields=fields, field_metadata=field_metadata,
-                                 expected_count=expected_count)
+                                 expected_count=expected_count, index_to=index_to)
     report.file, report.sha256 = str(path), file_sha256(path)
     return report
 
@@ -36,11 +38,13 @@ def validate_csv_stream(
     fields: list[str] | None = None,
     field_metadata: list[dict] | dict | None = None,
     expected_count: int | None = None,
+    index_to: Path | None = None,
 ) -> ValidationReport:
     """Validate a CSV page arriving as byte chunks (e.g. while it is being extracted).
 
     ``path_of`` names the complete file once the chunks are exhausted; it is read again only to locate
-    repeated ids. The caller sets ``file`` and ``sha256``.
+    repeated ids. Empty lines at the very end of the file are not records (a warning says so). The caller
+    sets ``file`` and ``sha256``.
     """
     started = time.perf_counter()
     report = ValidationReport(file="", file_type="csv")
@@ -59,10 +63,16 @@ def validate_csv_stream(
         return report
 
     scan_started = time.perf_counter()
+    trailing = TrailingBlankLines()
     scan = scan_csv(
-        iter_pieces(chunks, header.first_line, header.rest), names, id_index, formats,
-        reread=lambda: iter_pieces(file_chunks(path_of(), header.data_offset), header.first_line),
+        trailing.trim(iter_pieces(chunks, header.first_line, header.rest)), names, id_index, formats,
+        reread=lambda: TrailingBlankLines().trim(
+            iter_pieces(file_chunks(path_of(), header.data_offset), header.first_line)),
+        ids_path=index_path(index_to, IDS) if index_to is not None else None,
     )
+    if trailing.count:
+        report.warn(f"line {trailing.first_line}", f"{trailing.count} empty line(s) at the end of the file: not "
+                                                   "records, ignored")
     report.timings["scan"] = time.perf_counter() - scan_started
     report.records = scan.records
     report.errors += scan.problems

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -88,6 +89,49 @@ def iter_pieces(chunks: Iterable[bytes], first_line: int, carry: bytes = b"") ->
         yield Piece(rest[cut:], line + rest.count(b"\n", 0, cut), complete=False)
     elif rest:
         yield Piece(rest, line)
+
+
+_NEWLINE = re.compile(rb"\r\n|\r|\n")
+
+
+class TrailingBlankLines:
+    """Drops the empty lines at the very end of a file (they are not records) and remembers how many.
+
+    Empty lines followed by a record stay (the scan reports them). Pieces start at a record boundary, so in
+    a piece with records the first line break after the last one ends that record; the rest are empty lines.
+    """
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.first_line = 0
+
+    def trim(self, pieces: Iterator[Piece]) -> Iterator[Piece]:
+        held: list[Piece] = []  # the last piece with records, then pieces holding only line breaks
+        blank_bytes = 0
+        for piece in pieces:
+            blank = piece.complete and not piece.data.strip(b"\r\n")
+            if not blank or blank_bytes + len(piece.data) > MAX_RECORD_BYTES:
+                yield from held
+                held, blank_bytes = [], 0
+            held.append(piece)
+            blank_bytes += len(piece.data) if blank else 0
+            if not piece.complete:
+                yield from held
+                return
+        if not held:
+            return
+        last = held[0]
+        content = last.data.rstrip(b"\r\n")
+        if content:
+            ending = _NEWLINE.match(last.data, len(content))
+            kept = content + (ending.group() if ending else b"")
+            yield Piece(kept, last.first_line, last.records_before, last.complete)
+            rest = [last.data[len(kept) :], *(piece.data for piece in held[1:])]
+            self.first_line = last.first_line + kept.count(b"\n")
+        else:
+            rest = [piece.data for piece in held]
+            self.first_line = last.first_line
+        self.count = sum(len(_NEWLINE.findall(data)) for data in rest)
 
 
 @dataclass

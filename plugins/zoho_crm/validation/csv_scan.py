@@ -11,6 +11,7 @@ import os
 import struct
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 # pyarrow's mimalloc commits whole arena chunks up front by default, ~10 MB of RSS for nothing here. Read once
 # when pyarrow loads; an explicit setting wins, and it has no effect if pyarrow was imported before this module.
@@ -23,6 +24,7 @@ import pyarrow.csv as pa_csv  # noqa: E402
 from zoho_crm.validation.csv_ids import IdCollector  # noqa: E402
 from zoho_crm.validation.csv_pieces import Piece, locate_in_piece  # noqa: E402
 from zoho_crm.validation.field_types import ValueFormat  # noqa: E402
+from zoho_crm.validation.id_index import write_sorted  # noqa: E402
 from zoho_crm.validation.report import Problem  # noqa: E402
 
 EXAMPLES_PER_CHECK = 5
@@ -80,9 +82,10 @@ def scan_csv(
     formats: dict[int, ValueFormat],
     *,
     reread: Callable[[], Iterator[Piece]],
+    ids_path: Path | None = None,
 ) -> ScanResult:
     """Check every record of ``pieces`` (the data after the header); ``reread`` starts the pieces over
-    (only needed when ids repeat, to name the records)."""
+    (only needed when ids repeat, to name the records). ``ids_path``: write the page's sorted ids there."""
     layout = _Layout(names, id_index)
     result, tally, ids = ScanResult(), _Tally(), IdCollector()
     maybe_empty = set(range(len(names))) - {id_index}
@@ -127,6 +130,8 @@ def scan_csv(
     result.empty_columns = sorted(maybe_empty) if result.records else []
     result.problems += tally.overflow({_RAGGED[1]: RAGGED_LIMIT})
     if id_index is not None:
+        if ids_path is not None:
+            write_sorted(ids_path, ids.sorted_ids(), presorted=True)
         result.problems += _duplicate_ids(reread(), layout, ids)
     return result
 

@@ -1,26 +1,41 @@
-"""Validation of one Bulk Read ICS page (Events module): calendar, events, recurrences and count."""
+"""Validation of one Bulk Read ICS page (Events module): calendar, events, UIDs, recurrences and count."""
 
 from __future__ import annotations
 
 import time
 import warnings
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
     import icalendar
 
 from zoho_crm.digest import file_sha256
+from zoho_crm.validation.id_index import IDS, OVERRIDES, SERIES, escape, index_path, write_sorted
 from zoho_crm.validation.report import ValidationReport
 
 MAX_LISTED = 50
+ORPHANS_SHOWN = 5
+OrphanPolicy = Literal["error", "warning", "note"]
 
 
 def validate_ics(
-    path: str | Path, *, expected_count: int | None = None, max_events: int = 20000, sha256: str | None = None
+    path: str | Path,
+    *,
+    expected_count: int | None = None,
+    max_events: int = 20000,
+    sha256: str | None = None,
+    orphan_overrides: OrphanPolicy = "error",
+    index_to: Path | None = None,
 ) -> ValidationReport:
-    """Validate an ICS page; series count once, RECURRENCE-ID overrides are not counted."""
+    """Validate an ICS page. The job's count may count each series once (overrides not counted) or every VEVENT.
+
+    An override (RECURRENCE-ID) whose series (same UID with RRULE) is not in the file is an error on its own;
+    ``orphan_overrides="warning"`` or ``"note"`` when the file is one page of a larger or partial export (its
+    series may be on another page, or outside the range). ``index_to`` (a path prefix): write the page's sorted
+    UIDs, series and overrides beside it for the export check.
+    """
     # Imported here so that CSV-only processes stay lighter (peak memory is a bench target).
     import icalendar
 
@@ -50,24 +65,105 @@ def validate_ics(
     events = calendar.walk("VEVENT")
     if len(events) > max_events:
         report.error("file", f"{len(events)} events, more than the {max_events} a page may hold")
-    series = {str(e["UID"]) for e in events if "UID" in e and "RRULE" in e}
+    series = {str(e["UID"]) for e in events if "UID" in e and "RRULE" in e and "RECURRENCE-ID" not in e}
+    first_of_uid: dict[str, int] = {}
+    first_of_occurrence: dict[tuple[str, str], int] = {}
+    orphans: list[str] = []
     for number, event in enumerate(events, start=1):
-        _check_event(report, event, f"VEVENT {number}" + (f" (UID {event['UID']})" if "UID" in event else ""),
-                     series)
+        where = f"VEVENT {number}" + (f" (UID {event['UID']})" if "UID" in event else "")
+        _check_event(report, event, where)
+        if "UID" not in event:
+            continue
+        uid = str(event["UID"])
+        if "RECURRENCE-ID" not in event:
+            if uid in first_of_uid:
+                report.error(where, f"the UID of VEVENT {first_of_uid[uid]} again: two events with one UID and no "
+                                    "RECURRENCE-ID")
+            first_of_uid.setdefault(uid, number)
+            continue
+        occurrence = (uid, recurrence_key(event))
+        if occurrence in first_of_occurrence:
+            report.error(where, f"occurrence {occurrence[1]} already overridden by VEVENT "
+                                f"{first_of_occurrence[occurrence]}: two overrides of the same occurrence")
+        first_of_occurrence.setdefault(occurrence, number)
+        if uid not in series:
+            if orphan_overrides == "error":
+                report.error(where, "RECURRENCE-ID without a recurring series (VEVENT with RRULE) of the same UID "
+                                    "in the file")
+            else:
+                orphans.append(f"UID {uid} RECURRENCE-ID {occurrence[1]}")
     if len(report.errors) > MAX_LISTED:
         hidden = len(report.errors) - MAX_LISTED
         report.errors[MAX_LISTED:] = []
         report.error("file", f"{hidden} more event problems not listed")
-    report.records = sum(1 for e in events if "RECURRENCE-ID" not in e)
+    _report_orphans(report, orphans, orphan_overrides)
+    overrides = sum(1 for e in events if "RECURRENCE-ID" in e)
+    report.records = len(events) - overrides
     report.columns = sorted({name for e in events for name in e})
-    if expected_count is not None and report.records != expected_count:
-        report.error("file", f"{report.records} events (series counted once), but the job reported count "
-                             f"{expected_count}")
+    _check_count(report, expected_count, overrides)
+    if index_to is not None:
+        _write_index(index_to, events)
     report.timings["validate"] = time.perf_counter() - started
     return report
 
 
-def _check_event(report: ValidationReport, event: icalendar.Event, where: str, series: set[str]) -> None:
+def recurrence_key(event: icalendar.Event) -> str:
+    """The overridden occurrence as text: UTC ``YYYYMMDDTHHMMSSZ`` for zoned times, else as written."""
+    value = event.get("RECURRENCE-ID")
+    moment = getattr(value, "dt", None)
+    if isinstance(moment, datetime) and moment.tzinfo is not None:
+        return moment.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+    if isinstance(moment, date):
+        return moment.strftime("%Y%m%dT%H%M%S" if isinstance(moment, datetime) else "%Y%m%d")
+    return value.to_ical().decode() if hasattr(value, "to_ical") else str(value)
+
+
+def _report_orphans(report: ValidationReport, orphans: list[str], policy: OrphanPolicy) -> None:
+    if not orphans:
+        return
+    shown = "; ".join(orphans[:ORPHANS_SHOWN]) + (f"; and {len(orphans) - ORPHANS_SHOWN} more"
+                                                  if len(orphans) > ORPHANS_SHOWN else "")
+    text = (f"{len(orphans)} override(s) (RECURRENCE-ID) whose series (VEVENT with RRULE) is not in this file: "
+            f"{shown}")
+    if policy == "warning":
+        report.warn("file", f"{text} (part of a larger export: the series may be on another page or outside "
+                            "its range)")
+    else:
+        report.notes.append(f"{text}; resolved across the pages of the export")
+
+
+def _check_count(report: ValidationReport, expected: int | None, overrides: int) -> None:
+    """The job's count may count series once (Zoho's documented rule) or every VEVENT; say which matched."""
+    if expected is None:
+        return
+    if expected == report.records:
+        if overrides:
+            report.notes.append(f"count {expected}: series counted once, the {overrides} override(s) not counted")
+    elif overrides and expected == report.records + overrides:
+        report.notes.append(f"count {expected}: every VEVENT, the {overrides} override(s) included")
+    else:
+        with_overrides = f"; {report.records + overrides} with the {overrides} overrides" if overrides else ""
+        report.error("file", f"{report.records} events (series counted once{with_overrides}), but the job reported "
+                             f"count {expected}")
+
+
+def _write_index(prefix: Path, events: list[icalendar.Event]) -> None:
+    ids, series, overrides = [], [], []
+    for event in events:
+        if "UID" not in event:
+            continue
+        uid = escape(str(event["UID"]).encode())
+        if "RECURRENCE-ID" in event:
+            overrides.append(uid + b"\t" + escape(recurrence_key(event).encode()))
+        else:
+            ids.append(uid)
+            if "RRULE" in event:
+                series.append(uid)
+    for kind, values in ((IDS, ids), (SERIES, series), (OVERRIDES, overrides)):
+        write_sorted(index_path(prefix, kind), values)
+
+
+def _check_event(report: ValidationReport, event: icalendar.Event, where: str) -> None:
     for name, problem in event.errors:
         report.error(where, f"{name} unreadable: {problem}")
     broken = {name for name, _ in event.errors}
@@ -87,8 +183,6 @@ def _check_event(report: ValidationReport, event: icalendar.Event, where: str, s
         problem = _rrule_problem(event["RRULE"].to_ical().decode(), start)
         if problem:
             report.error(where, f"RRULE does not parse: {problem}")
-    if "RECURRENCE-ID" in event and str(event.get("UID")) not in series:
-        report.error(where, "RECURRENCE-ID without a recurring series (VEVENT with RRULE) of the same UID in the file")
 
 
 def _rrule_problem(rule: str, start: date | None) -> str | None:

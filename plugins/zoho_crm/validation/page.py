@@ -10,7 +10,7 @@ from pathlib import Path
 
 from zoho_crm.archive import ExtractedPage, extract_page
 from zoho_crm.validation.csv_page import validate_csv_stream
-from zoho_crm.validation.ics_page import validate_ics
+from zoho_crm.validation.ics_page import OrphanPolicy, validate_ics
 from zoho_crm.validation.report import ValidationReport
 
 REPORT_NAME = "report.json"
@@ -26,11 +26,12 @@ def validate_page(
     fields: list[str] | None = None,
     field_metadata: list[dict] | dict | None = None,
     expected_count: int | None = None,
+    orphan_overrides: OrphanPolicy = "error",
 ) -> ValidationReport:
     """Extract ``zip_path`` into ``dest_dir``, validate it and write ``dest_dir/report.json``.
 
     Archive problems raise :class:`zoho_crm.archive.ArchiveError`; data problems land in the report.
-    CSV pages are validated while they are extracted.
+    CSV pages are validated while they are extracted. ``orphan_overrides``: see :func:`validate_ics`.
     """
     started = time.perf_counter()
     zip_path, dest_dir = Path(zip_path), Path(dest_dir)
@@ -38,7 +39,8 @@ def validate_page(
         report, page = _extract_and_validate_csv(zip_path, dest_dir, job_id, fields, field_metadata, expected_count)
     else:
         page = extract_page(zip_path, dest_dir, job_id=job_id, file_type=file_type)
-        report = validate_ics(page.path, expected_count=expected_count, sha256=page.sha256)
+        report = validate_ics(page.path, expected_count=expected_count, sha256=page.sha256,
+                              orphan_overrides=orphan_overrides)
         if fields:
             report.notes.append("fields are not applicable to ICS pages and were ignored")
     for warning in page.warnings:
