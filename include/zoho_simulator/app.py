@@ -122,6 +122,7 @@ class Simulator:
         self.initial = deepcopy(settings)
         self.settings = settings
         self.dataset = Dataset(args.seed, settings.records, settings.default_records, start, args.time_days)
+        self.dataset.ics_overrides = settings.ics_overrides
         self.own_data_dir = args.data_dir is None
         self.data_dir = Path(args.data_dir or tempfile.mkdtemp(prefix="zoho-sim-"))
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -156,6 +157,7 @@ class Simulator:
     def sync_dataset(self) -> None:
         self.dataset.counts = dict(self.settings.records)
         self.dataset.default_count = self.settings.default_records
+        self.dataset.ics_overrides = self.settings.ics_overrides
 
     def close(self) -> None:
         self.executor.shutdown(wait=False, cancel_futures=True)

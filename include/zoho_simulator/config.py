@@ -10,6 +10,7 @@ from typing import Any
 from .data import MODULES
 
 DEFAULT_SCOPES = "ZohoCRM.bulk.read,ZohoCRM.modules.ALL,ZohoCRM.settings.fields.READ"
+ICS_OVERRIDES = ("with_series", "apart")
 
 
 @dataclass
@@ -36,6 +37,7 @@ class Settings:
     unauthorized_modules: list[str] = field(default_factory=list)
     records: dict[str, int] = field(default_factory=dict)
     default_records: int = 300
+    ics_overrides: str = "with_series"
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -66,6 +68,8 @@ class Settings:
             raise ValueError("content_type must be application/zip or application/x-download")
         if self.disposition not in ("quoted", "extended"):
             raise ValueError("disposition must be quoted or extended")
+        if self.ics_overrides not in ICS_OVERRIDES:
+            raise ValueError(f"ics_overrides must be one of {', '.join(ICS_OVERRIDES)}")
         if not 0.0 <= self.error_rate <= 1.0:
             raise ValueError("error_rate must be between 0 and 1")
         unknown = [m for m in self.records if m not in MODULES]
@@ -131,6 +135,10 @@ def build_parser() -> argparse.ArgumentParser:
     a("--fail-jobs", type=int, default=0, help="the next N jobs end in FAILURE (-1 = all)")
     a("--no-permission-modules", default="", help="modules answered 403 NO_PERMISSION, comma separated")
     a("--unauthorized-modules", default="", help="modules answered 400 AUTHORIZATION_FAILED, comma separated")
+    a("--ics-overrides", default="with_series", choices=ICS_OVERRIDES,
+      help="where an edited occurrence (RECURRENCE-ID) of an ICS export goes: right after its series, or 'apart': "
+           "before the next event record and dated with its Modified_Time (another page, or a time range without "
+           "its series)")
     a("--data-dir", default=None, help="directory for built zips (default: a temp dir removed at exit)")
     return p
 
@@ -145,7 +153,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         disposition=args.disposition, page_token_ttl=args.page_token_ttl,
         no_permission_modules=split_list(args.no_permission_modules),
         unauthorized_modules=split_list(args.unauthorized_modules), records=parse_records(args.records),
-        default_records=args.default_records,
+        default_records=args.default_records, ics_overrides=args.ics_overrides,
     )
     s.validate()
     return s

@@ -64,13 +64,16 @@ def validate_page(
     """Validate an extracted page, write its ``report.json`` beside it, and raise if it is invalid."""
     # Imported here: pyarrow costs every DAG parse and every other task's start-up a few tenths of a second.
     from zoho_crm.validation import Problem, validate_csv, validate_ics
+    from zoho_crm.validation.export_checks import page_index_prefix
 
     path = Path(page["extracted_path"])
-    if page["file_type"] == "ics":
-        report = validate_ics(path, expected_count=page.get("count"))
+    index = page_index_prefix(path, page["extracted_sha256"])  # sorted ids for the export check
+    if page["file_type"] == "ics":  # an override's series may be on another page: resolved by check_export
+        report = validate_ics(path, expected_count=page.get("count"), orphan_overrides="note", index_to=index)
     else:
         report = validate_csv(
-            path, fields=fields or None, field_metadata=field_metadata, expected_count=page.get("count")
+            path, fields=fields or None, field_metadata=field_metadata, expected_count=page.get("count"),
+            index_to=index,
         )
     report.warnings.extend(Problem("archive", warning) for warning in page.get("archive_warnings", []))
     report_path = path.parent / REPORT_NAME
@@ -120,6 +123,10 @@ def publish_export(
     pointer = final / MANIFEST_NAME
     published = _already_published(pointer, ordered, run_id)
     if published is None:
+        from zoho_crm.validation.export_checks import check_export  # ids and overrides across pages
+
+        warnings = check_export(ordered, staging / EXPORT_SUBDIR, query["file_type"], error=ExportStepError,
+                                partial=bool(query.get("time_range") or query.get("criteria") or query.get("cvid")))
         now = datetime.now(UTC)
         version = new_version_name(now)
         manifest = {
@@ -138,6 +145,7 @@ def publish_export(
             "record_count": sum(page["records"] for page in ordered),
             "job_ids": [page["job_id"] for page in ordered],
             "valid": all(page["valid"] for page in ordered),
+            "warnings": warnings,
             "created_at": now.isoformat(timespec="seconds"),
         }
         try:
