@@ -16,7 +16,7 @@ from airflow.sdk.exceptions import AirflowFailException
 from zoho_crm.bulk_read_query import COMPARATORS, GROUP_OPERATORS, InvalidBulkReadQuery
 from zoho_crm.errors import ZohoError
 from zoho_crm.export_layout import final_dir, staging_dir
-from zoho_crm.export_request import resolve_export
+from zoho_crm.export_request import interval_gap, resolve_export
 from zoho_crm.export_steps import DOWNLOADS_SUBDIR, ExportStepError, publish_export, unzip_page, validate_page
 from zoho_crm.hooks.zoho_crm import ZohoCRMHook
 from zoho_crm.modules import FIELDS_READ_SCOPE, SEED_MODULES
@@ -162,10 +162,11 @@ def build_export_dag(
         def resolve_query(**context: Any) -> dict[str, Any]:
             """Check the Params and build the query before any Zoho call; fail at once on bad input."""
             run = context["dag_run"]
+            run_type = str(getattr(run.run_type, "value", run.run_type))
             try:
                 query = resolve_export(
                     dict(context["params"]),
-                    run_type=str(getattr(run.run_type, "value", run.run_type)),
+                    run_type=run_type,
                     run_id=run.run_id,
                     interval_start=context.get("data_interval_start"),
                     interval_end=context.get("data_interval_end"),
@@ -176,6 +177,14 @@ def build_export_dag(
             query["staging_dir"] = str(staging_dir(query["module"], query["run_key"], run.run_id))
             query["final_dir"] = str(final_dir(query["module"], query["run_key"]))
             query["download_dir"] = str(Path(query["staging_dir"]) / DOWNLOADS_SUBDIR)
+            # Only a scheduled run asks (lazily, one API call) for the previous success; Airflow hands a proxy,
+            # and a proxy of None is not None.
+            prev_end = context.get("prev_data_interval_end_success") if run_type == "scheduled" else None
+            query["gap"] = interval_gap(
+                run_type, getattr(prev_end, "__wrapped__", prev_end), context.get("data_interval_start"), dag_id=dag_id
+            )
+            if query["gap"]:
+                log.warning("%s", query["gap"]["message"])
             return query
 
         @task

@@ -8,7 +8,7 @@ message that says what to change.
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from zoho_crm.bulk_read_query import InvalidBulkReadQuery, build_bulk_read_body
@@ -124,3 +124,33 @@ def resolve_export(
         "time_range": list(time_range) if time_range else None,
         "run_key": run_key(run_type, run_id, interval_start, interval_end),
     }
+
+
+def interval_gap(
+    run_type: str, prev_end: datetime | None, start: datetime | None, *, dag_id: str
+) -> dict[str, str] | None:
+    """The time no successful run exported before this scheduled run, ``[prev_end, start)``, or None.
+
+    ``prev_end`` is Airflow's ``prev_data_interval_end_success``: the data interval end of the latest successful
+    run with an earlier logical date (None before the first success). With catchup off, intervals skipped while
+    the DAG was paused or the scheduler was down are never run; a failed run leaves its interval out too. Only
+    scheduled runs are checked: a backfill or a manual run may run out of order on purpose. The answer has the
+    gap's bounds, an ``airflow backfill create`` command exporting it and a ``message`` for the log.
+    """
+    if run_type != "scheduled" or prev_end is None or start is None or prev_end >= start:
+        return None
+    begin, finish = zoho_datetime(prev_end), zoho_datetime(start)
+    # --to-date is inclusive and matches logical dates (interval starts): every interval starting before ours.
+    last = zoho_datetime(start - timedelta(seconds=1))
+    command = (
+        f"airflow backfill create --dag-id {dag_id} --from-date {begin} --to-date {last} "
+        "--reprocess-behavior failed"
+    )
+    message = (
+        f"{dag_id}: nothing was exported for {begin} .. {finish}: the previous successful run's data interval "
+        f"ended at {begin}, this run's starts at {finish} (intervals skipped while the DAG was paused or the "
+        "scheduler was down, with catchup off, or runs that failed). Backfill the gap: "
+        f"{command} -- or in the UI: Trigger > Backfill, Date Range {begin} to {last}, Reprocess Behavior "
+        "'Missing and Errored Runs'."
+    )
+    return {"start": begin, "end": finish, "backfill_command": command, "message": message}

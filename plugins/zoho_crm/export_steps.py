@@ -136,6 +136,7 @@ def publish_export(
             "criteria": query.get("criteria"),
             "cvid": query.get("cvid"),
             "time_range": query.get("time_range"),
+            "interval_gap": query.get("gap"),
             "run_key": query["run_key"],
             "run_id": run_id,
             "version": version,

@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 import copy
+import json
+import logging
 import re
 from datetime import UTC, datetime
+from pathlib import Path
 
+import lazy_object_proxy
 import pytest
+from airflow.sdk.api.datamodels._generated import DagRun, DagRunState, DagRunType
 from airflow.sdk.exceptions import ParamValidationError
 
+from tests.export.support import INTERVAL, validated
 from zoho_crm.bulk_read_query import InvalidBulkReadQuery
 from zoho_crm.export_dag import build_export_dag
-from zoho_crm.export_request import PARAM_NAMES, resolve_export, zoho_datetime
+from zoho_crm.export_layout import final_dir, staging_dir
+from zoho_crm.export_request import PARAM_NAMES, interval_gap, resolve_export, zoho_datetime
+from zoho_crm.export_steps import publish_export
 
 DAY = datetime(2026, 11, 10, tzinfo=UTC), datetime(2026, 11, 11, tzinfo=UTC)
 
@@ -107,3 +115,80 @@ def test_trigger_form_schema_rejects_what_json_schema_can_express() -> None:
 
 def test_the_form_has_exactly_the_params_the_export_reads() -> None:
     assert set(build_export_dag("form_keys", schedule=None).params) == set(PARAM_NAMES)
+
+
+def nov(day: int) -> datetime:
+    return datetime(2026, 11, day, tzinfo=UTC)
+
+
+def test_a_scheduled_run_after_skipped_intervals_reports_the_gap_and_its_backfill() -> None:
+    gap = interval_gap("scheduled", nov(3), nov(8), dag_id="zoho_crm_leads_csv")
+    assert gap is not None
+    assert (gap["start"], gap["end"]) == ("2026-11-03T00:00:00+00:00", "2026-11-08T00:00:00+00:00")
+    assert gap["backfill_command"] == (
+        "airflow backfill create --dag-id zoho_crm_leads_csv --from-date 2026-11-03T00:00:00+00:00 "
+        "--to-date 2026-11-07T23:59:59+00:00 --reprocess-behavior failed"
+    )
+    assert "nothing was exported for 2026-11-03T00:00:00+00:00 .. 2026-11-08T00:00:00+00:00" in gap["message"]
+    assert gap["backfill_command"] in gap["message"] and "Trigger > Backfill" in gap["message"]
+
+
+@pytest.mark.parametrize(
+    ("run_type", "prev_end", "start"),
+    [
+        ("scheduled", nov(8), nov(8)),  # the previous success ended where this run starts
+        ("scheduled", None, nov(8)),  # the first run: nothing before it to compare
+        ("scheduled", nov(9), nov(8)),  # overlapping intervals (a changed schedule) leave nothing out
+        ("backfill", nov(3), nov(8)),  # a backfill runs old intervals, in any order, on purpose
+        ("manual", nov(3), nov(8)),
+        ("scheduled", nov(3), None),
+    ],
+    ids=["contiguous", "first-run", "overlap", "backfill", "manual", "no-interval"],
+)
+def test_no_gap_without_a_scheduled_run_starting_after_the_previous_success(run_type, prev_end, start) -> None:
+    assert interval_gap(run_type, prev_end, start, dag_id="zoho_crm_leads_csv") is None
+
+
+def _resolve_query_context(run_type: str, prev_end) -> dict:
+    """The part of a task context resolve_query reads, built as Airflow 3.3's task runner builds it: the API's
+    DagRun model, and prev_data_interval_end_success as a lazy proxy (it asks the API server when read)."""
+    start, end = nov(8), nov(9)
+    run = DagRun(
+        dag_id="gap_check", run_id=f"{run_type}__2026-11-08T00:00:00+00:00", logical_date=start,
+        data_interval_start=start, data_interval_end=end, run_after=end, start_date=end, end_date=None,
+        run_type=DagRunType(run_type), state=DagRunState.RUNNING, consumed_asset_events=[], partition_key=None,
+    )
+    return {
+        "dag_run": run, "params": {"module": "Leads", "fields": [], "file_type": "csv"},
+        "data_interval_start": start, "data_interval_end": end,
+        "prev_data_interval_end_success": lazy_object_proxy.Proxy(prev_end),
+    }
+
+
+def test_resolve_query_warns_about_a_gap_and_adds_it_to_the_query(caplog, tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("ZOHO_EXPORT_DIR", str(tmp_path))
+    resolve_query = build_export_dag("gap_check").get_task("resolve_query").python_callable
+    with caplog.at_level(logging.WARNING, logger="zoho_crm.export_dag"):
+        query = resolve_query(**_resolve_query_context("scheduled", lambda: nov(3)))
+        assert query["gap"]["start"] == "2026-11-03T00:00:00+00:00"
+        assert query["gap"]["end"] == query["time_range"][0] == "2026-11-08T00:00:00+00:00"
+        assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == [query["gap"]["message"]]
+        caplog.clear()
+        # The first run (Airflow hands a proxy of None) and a backfill (never asks for the previous success) and a
+        # run right after the previous success do not warn.
+        assert resolve_query(**_resolve_query_context("scheduled", lambda: None))["gap"] is None
+        assert resolve_query(**_resolve_query_context("scheduled", lambda: nov(8)))["gap"] is None
+        never = lambda: pytest.fail("a backfill must not ask for the previous success")  # noqa: E731
+        assert resolve_query(**_resolve_query_context("backfill", never))["gap"] is None
+        assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+def test_the_manifest_carries_the_gap(tmp_path) -> None:
+    gap = interval_gap("scheduled", nov(3), nov(10), dag_id="zoho_crm_leads_csv")
+    for run_id, query_gap in (("scheduled__gap", gap), ("scheduled__none", None)):
+        staging = staging_dir("Leads", INTERVAL, run_id, tmp_path)
+        query = {"module": "Leads", "file_type": "csv", "run_key": INTERVAL, "gap": query_gap}
+        summary = publish_export(query, [validated(staging, 1, "1001")], staging=staging,
+                                 final=final_dir("Leads", INTERVAL, tmp_path), run_id=run_id)
+        assert summary["interval_gap"] == query_gap
+        assert json.loads(Path(summary["manifest"]).read_text())["interval_gap"] == query_gap
