@@ -2,7 +2,8 @@
 
 Services, shared Airflow settings, mounts, health-gated start order, the init script (run for real where it can
 be: bash syntax and its password writer), the Airflow version of the image against requirements.txt, and the
-default Zoho connection against the simulator service, include/pools.json and the DAG config.
+default Zoho connection against the simulator service, include/pools.json and the DAG config, and every timing
+setting of the deployment against Zoho's 60-second download window (retry delays, slot holds, Airflow timings).
 """
 
 from __future__ import annotations
@@ -14,12 +15,17 @@ import shlex
 import subprocess
 import sys
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 import yaml
+
+from zoho_crm.deferral import MIN_DEFERRAL_SECONDS
+from zoho_crm.operators.download import MIN_RETRY_DELAY
+from zoho_crm.rate_limit import DEFAULT_DOWNLOAD_LIMIT, DEFAULT_DOWNLOAD_WINDOW_SECONDS, HOLD_MARGIN_SECONDS
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = ROOT / "docker-compose.yaml"
@@ -36,6 +42,11 @@ SIMULATOR = "zoho-simulator"
 POOL = "zoho_crm_downloads"
 # Compose's ${NAME}, ${NAME:-default}, ${NAME-default}, ${NAME:?error}; "$$" is a literal "$".
 COMPOSE_VARIABLE = re.compile(r"(?<!\$)\$\{(?P<name>\w+)(?:(?P<op>:?[-?+])(?P<default>[^}]*))?\}")
+TIMING_SETTING = re.compile(r"(?:^|_)(?:TIMEOUT|INTERVAL|DELAY|SECS?|SECONDS|PERIOD|THRESHOLD|HEARTBEAT|TTL|TIME|WAIT)(?:_|$)")
+"""Names of Airflow settings that are durations: each one in the compose file must have a check below."""
+CELERY_VISIBILITY_TIMEOUT = "AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__VISIBILITY_TIMEOUT"
+CELERY_DEFAULT_VISIBILITY_TIMEOUT = 86400.0
+"""What the Celery provider sets for a Redis broker when the compose file sets nothing."""
 
 
 @pytest.fixture(scope="module")
@@ -285,15 +296,84 @@ def test_default_connection_points_at_the_simulator_with_its_limits(
     assert (config.client_id, config.client_secret, config.refresh_token) == (
         args.client_id, args.client_secret, args.refresh_token
     ) == ("1000.SIMULATOR", "simulator-secret", "1000.simulator.refresh")
-    assert config.download_window_seconds == args.download_window == 60
-    assert config.download_limit == args.download_limit == 10
+    # The simulator's --download-window / --download-limit (its defaults when not given) are Zoho's real limits.
+    assert config.download_window_seconds == args.download_window == DEFAULT_DOWNLOAD_WINDOW_SECONDS == 60
+    assert config.download_limit == args.download_limit == DEFAULT_DOWNLOAD_LIMIT == 10
 
 
-def test_pool_slots_equal_the_connection_download_limit(common: dict[str, Any]) -> None:
+def test_pool_slots_equal_the_connection_download_limit(services: dict[str, Any], common: dict[str, Any]) -> None:
     pools = json.loads((ROOT / "include" / "pools.json").read_text())
     dag_config = json.loads((ROOT / "include" / "zoho_crm_exports.json").read_text())
     assert dag_config["pool"] == POOL
     pool = pools[POOL]
+    # Deferred downloads hold their slots for the window after their request: the pool must count them.
     assert pool["description"] and pool["include_deferred"] is True
     _, config = _zoho_connection(common)
-    assert pool["slots"] == config.download_limit
+    assert pool["slots"] == config.download_limit == _simulator_args(services).download_limit
+
+
+def test_download_slot_holds_and_retries_outlast_the_connection_window(common: dict[str, Any]) -> None:
+    """What the shipped DAGs' download tasks get: a slot held window + margin after each request, and a retry
+    delay of at least the window although the DAG factory's default_args say 30 s."""
+    from zoho_crm.export_dag import build_export_dag, load_export_config
+
+    _, config = _zoho_connection(common)
+    window = config.download_window_seconds
+    # Each request's slot is held window + margin (not lengthened to the deferral floor, which is shorter).
+    assert HOLD_MARGIN_SECONDS > 0 and window >= MIN_DEFERRAL_SECONDS
+    assert MIN_RETRY_DELAY.total_seconds() > window, (
+        f"download tasks are retried after {MIN_RETRY_DELAY}: a {window:g} s window fails them (retry_delay check)"
+    )
+    dag_config = load_export_config()
+    dag = build_export_dag("compose_timing_check", pool=dag_config["pool"], zoho_conn_id=dag_config["zoho_conn_id"],
+                           custom_modules=dag_config["custom_modules"], schedule=None)
+    download = dag.get_task("download")
+    assert download.partial_kwargs["pool"] == POOL
+    assert dag.default_args["retry_delay"].total_seconds() < window, "the case this guards: a shorter DAG default"
+    assert download.partial_kwargs["retries"] >= 1
+    assert download.partial_kwargs["retry_delay"] >= MIN_RETRY_DELAY
+    cap = download.partial_kwargs.get("max_retry_delay")
+    assert cap is None or cap >= MIN_RETRY_DELAY, "an exponential backoff's cap must not undercut the window"
+
+
+def _timing_checks(window: float) -> dict[str, tuple[Callable[[float], bool], str]]:
+    """Airflow duration settings that interact with the download window: setting name -> (check, why)."""
+    retry = MIN_RETRY_DELAY.total_seconds()
+    return {
+        "AIRFLOW__CORE__DEFAULT_TASK_RETRY_DELAY": (
+            lambda seconds: seconds >= retry,
+            f"a retry must not start inside the {window:g} s window of the failed try's request",
+        ),
+        CELERY_VISIBILITY_TIMEOUT: (
+            lambda seconds: seconds >= retry,
+            "Redis redelivers a task still running after the visibility timeout: the copy's request must fall "
+            f"outside the {window:g} s window of the first one (the provider's default is 86400 s)",
+        ),
+    }
+
+
+def test_airflow_timing_settings_are_coherent_with_the_download_window(
+    services: dict[str, Any], common: dict[str, Any]
+) -> None:
+    """Every AIRFLOW__ duration the compose file sets (any service) is checked against Zoho's window; a new one
+    without a check here fails, so it gets looked at. The Celery visibility timeout counts at its default too."""
+    _, config = _zoho_connection(common)
+    window = config.download_window_seconds
+    checks = _timing_checks(window)
+    settings: dict[str, str] = {}
+    for name, service in services.items():
+        for key, value in (service.get("environment") or {}).items():
+            if key.startswith("AIRFLOW__") and TIMING_SETTING.search(key.split("__", 2)[-1]):
+                value = str(value)
+                if COMPOSE_VARIABLE.fullmatch(value):
+                    value = _compose_default(value)
+                assert settings.setdefault(key, value) == value, f"{key} differs between services ({name})"
+    unchecked = sorted(settings.keys() - checks.keys())
+    assert not unchecked, f"duration settings without a check against the download window: {unchecked}"
+    for key, value in settings.items():
+        check, why = checks[key]
+        assert check(float(value)), f"{key}={value}: {why}"
+    visibility = float(settings.get(CELERY_VISIBILITY_TIMEOUT, str(CELERY_DEFAULT_VISIBILITY_TIMEOUT)))
+    assert checks[CELERY_VISIBILITY_TIMEOUT][0](visibility)
+    assert common["environment"]["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
+    assert "airflow-triggerer" in services, "slot holds are deferred: they end in the triggerer"
