@@ -35,8 +35,9 @@ def csv_text(rows: list[list[str]], newline: str = "\r\n") -> str:
     return buffer.getvalue()
 
 
-def good_csv(records: int = 3, newline: str = "\r\n") -> bytes:
-    return csv_text([HEADER] + [good_row(n) for n in range(1, records + 1)], newline).encode()
+def good_csv(records: int = 3, newline: str = "\r\n", first: int = 1) -> bytes:
+    """A valid page of ``records`` rows numbered from ``first`` (pages of one export need distinct numbers)."""
+    return csv_text([HEADER] + [good_row(n) for n in range(first, first + records)], newline).encode()
 
 
 def write_file(directory: Path, name: str, data: bytes) -> Path:
