@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from zoho_crm.validation.id_index import escape
+from zoho_crm.validation.id_index import escape, write_sorted, write_sorted_numbers
 
 _ZOHO_ID = r"^[1-9][0-9]{0,18}$"
 INITIAL_CAPACITY = 1 << 18  # 2 MiB of int64: a full 200,000-record page without growing
@@ -49,12 +51,13 @@ class IdCollector:
         self.numbers[self.count : end] = values
         self.count = end
 
-    def sorted_ids(self) -> list[bytes]:
-        """Every non-empty id, escaped and sorted by bytes (the id index of the page); the state is kept."""
+    def write_index(self, path: Path) -> None:
+        """Write every non-empty id, escaped and sorted by bytes, to ``path`` (the page's id index)."""
         if self.texts is None:
-            return np.sort(self.numbers[: self.count].astype("S20")).tolist()
+            write_sorted_numbers(path, self.numbers[: self.count])
+            return
         values = (value for texts in self.texts for chunk in texts.chunks for value in chunk.to_pylist())
-        return sorted(escape(value) for value in values if value)
+        write_sorted(path, (escape(value) for value in values if value))
 
     def duplicates(self, limit: int = 1000) -> tuple[set[bytes], int]:
         """Up to ``limit`` repeated non-empty ids and the number of extra occurrences overall."""

@@ -24,7 +24,6 @@ import pyarrow.csv as pa_csv  # noqa: E402
 from zoho_crm.validation.csv_ids import IdCollector  # noqa: E402
 from zoho_crm.validation.csv_pieces import Piece, locate_in_piece  # noqa: E402
 from zoho_crm.validation.field_types import ValueFormat  # noqa: E402
-from zoho_crm.validation.id_index import write_sorted  # noqa: E402
 from zoho_crm.validation.report import Problem  # noqa: E402
 
 EXAMPLES_PER_CHECK = 5
@@ -131,7 +130,7 @@ def scan_csv(
     result.problems += tally.overflow({_RAGGED[1]: RAGGED_LIMIT})
     if id_index is not None:
         if ids_path is not None:
-            write_sorted(ids_path, ids.sorted_ids(), presorted=True)
+            ids.write_index(ids_path)
         result.problems += _duplicate_ids(reread(), layout, ids)
     return result
 
