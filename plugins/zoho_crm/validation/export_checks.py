@@ -53,7 +53,7 @@ def check_export(
     ``partial``: the export has a time range, criteria or a custom view, so an override may lack its series.
     A page without sidecars (validated by an older version) is indexed again from its file.
     """
-    prefixes = [(int(page["page"]), _index(page, export_dir, file_type)) for page in pages]
+    prefixes = [(int(page["page"]), _index(page, export_dir, file_type, error)) for page in pages]
     problems, warnings = [], []
     repeated = _repeats([(number, index_path(prefix, IDS)) for number, prefix in prefixes])
     if repeated:
@@ -79,7 +79,7 @@ def check_export(
     return warnings
 
 
-def _index(page: dict[str, Any], export_dir: Path, file_type: str) -> Path:
+def _index(page: dict[str, Any], export_dir: Path, file_type: str, error: type[Exception]) -> Path:
     """The page's sidecar prefix, writing the sidecars from the page file if they are missing."""
     page_file = export_dir / page["file"]
     prefix = page_index_prefix(page_file, page["sha256"])
@@ -92,7 +92,7 @@ def _index(page: dict[str, Any], export_dir: Path, file_type: str) -> Path:
         else:
             validate_csv(page_file, index_to=prefix)
         if not index_path(prefix, IDS).is_file():
-            raise ExportCheckError(f"page {page['page']}: {page_file} has no id column to index")
+            raise error(f"page {page['page']}: {page_file} has no id column to index")
     return prefix
 
 
