@@ -66,8 +66,12 @@ def test_id_on_two_pages_fails_the_publish_naming_it(tmp_path):
 def test_pages_with_distinct_ids_publish_with_no_warnings(tmp_path):
     staging = staging_dir("Leads", KEY, "run1", tmp_path)
     pages = [csv_page(staging, 1, range(1, 4)), csv_page(staging, 2, range(4, 7))]
+    assert sorted(p.name for p in (staging / "checks").iterdir()) == [
+        f"page_000{page['page']}.{page['sha256'][:16]}.ids" for page in pages]
     manifest = publish(tmp_path, pages)
     assert manifest["warnings"] == [] and manifest["record_count"] == 6
+    published = [p.name for p in final_dir("Leads", KEY, tmp_path).rglob("*") if p.is_file()]
+    assert not [name for name in published if name.endswith(".ids")] and not staging.exists()
 
 
 def write_sidecars(export_dir: Path, page: int, ids: list[bytes]) -> dict[str, Any]:
