@@ -153,6 +153,42 @@ class ZohoJobFailedError(ZohoError):
     """A bulk read job ended in state FAILURE."""
 
 
+class ZohoJobIdError(ZohoError):
+    """A bulk read job id that is not Zoho's (digits only): never put into a URL or a path. Not retryable."""
+
+
+JOB_ID_PATTERN = re.compile(r"[0-9]{1,40}")
+SHOWN_CHARS = 40
+
+
+def valid_job_id(value: Any, field: str) -> str:
+    """``value`` as a job id string if it is one (ASCII digits, as Zoho's ids are), else raise ZohoJobIdError
+    naming ``field`` and showing the bad value (truncated, redacted)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        value = str(value)
+    if isinstance(value, str) and JOB_ID_PATTERN.fullmatch(value):
+        return value
+    shown = "missing" if value is None else repr(redact(str(value))[:SHOWN_CHARS])
+    if value is not None and len(str(value)) > SHOWN_CHARS:
+        shown += f" (truncated, {len(str(value))} characters)"
+    raise ZohoJobIdError(
+        f"{field} is not a Zoho bulk read job id (digits only): {shown}",
+        code="INVALID_JOB_ID",
+        resolution="Zoho job ids are digits: check the job id given to the task, or the answer of the Zoho host "
+        "the connection points at (api_domain). Not retried.",
+    )
+
+
+ERROR_FAMILIES: dict[str, type[ZohoError]] = {
+    cls.__name__: cls
+    for cls in (
+        ZohoError, ZohoAuthError, ZohoScopeError, ZohoPermissionError, ZohoConfigError, ZohoRequestError,
+        ZohoNotFoundError, ZohoRateLimitError, ZohoTransientError, ZohoJobFailedError, ZohoJobIdError,
+    )
+}
+"""The error classes by name (the token cache records a failed refresh's class and rebuilds it)."""
+
+
 _CODE_FAMILIES: dict[str, type[ZohoError]] = {
     "INVALID_URL_PATTERN": ZohoConfigError,
     "OAUTH_SCOPE_MISMATCH": ZohoScopeError,

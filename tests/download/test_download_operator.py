@@ -286,3 +286,33 @@ def test_progress_is_logged_by_volume_not_per_chunk(
     assert chunks >= 5, "the page is too small to show the difference"
     assert 1 <= len(progress) <= 1 + result["size"] // (25 * 1024 * 1024) + 1
     assert f"downloaded {result['size']} of {result['size']} bytes" in progress[-1] and "MB/s" in progress[-1]
+
+
+def test_the_request_sends_the_token_taken_before_the_ledger_reservation(
+    hook: ZohoCRMHook, sim: SimulatorProcess, tmp_path: Path, ctx: dict[str, Any]
+) -> None:
+    """No token refresh (retried, maybe slow) between the reservation and the request it counts: the token in
+    hand is sent, even when the cache would refresh it by then (here: past its reuse margin, not expired)."""
+    sim.set_faults(token_lifetime=20)  # reused until 18 s after issue, valid at Zoho until 20 s
+    job = completed_job(hook)
+    [issued] = sim.requests("token")
+    time.sleep(max(0.0, issued["wall"] + 16.3 - time.time()))  # still fresh when the attempt takes it
+    ledger = hook.download_ledger(HOLD_MARGIN_SECONDS)
+    full_until = issued["wall"] + 18.8  # the ledger frees a place after the token's reuse margin has passed
+    for _ in range(ledger.limit):
+        ledger.finish(ledger.reserve().request_id, full_until - WINDOW - HOLD_MARGIN_SECONDS)
+    deferred = defers(operator(job, tmp_path / "out").execute, ctx)
+    assert deferred.kwargs["outcome"] == {"kind": "success"}
+    [download] = sim.requests("download")
+    assert download["status"] == 200 and download["wall"] >= full_until - 0.1, "the attempt waited for the ledger"
+    assert len(sim.requests("token")) == 1, "a token was requested after the ledger reservation"
+
+
+@pytest.mark.parametrize("job_id", ["../../etc", "123/../../x", "None", "12 34", "١٢٣", "9" * 41])
+def test_a_job_id_that_is_not_digits_fails_before_any_request(
+    hook: ZohoCRMHook, sim: SimulatorProcess, tmp_path: Path, ctx: dict[str, Any], job_id: str
+) -> None:
+    for job in (job_id, {"job_id": job_id, "module": "Leads"}):
+        with pytest.raises(AirflowFailException, match="job_id of task download is not a Zoho bulk read job id"):
+            operator(job, tmp_path / "out").execute(ctx)
+    assert sim.requests() == [] and not (tmp_path / "out").exists()

@@ -114,3 +114,27 @@ def test_cache_dir_fallbacks(monkeypatch, tmp_path):
     monkeypatch.delenv("ZOHO_CRM_TOKEN_CACHE_DIR")
     monkeypatch.setenv("AIRFLOW_HOME", str(tmp_path / "home"))
     assert ZohoConnectionConfig.from_connection(conn()).cache_dir == tmp_path / "home" / "zoho_crm_token_cache"
+
+
+def test_which_api_host_is_used_when():
+    """override > the environment's host for sandbox/developer > a trusted token api_domain (production) > table."""
+    token_domain = "https://www.zohoapis.com"  # Zoho's token answer names the data centre's production host
+    sandbox = ZohoConnectionConfig.from_connection(conn(data_center="eu", environment="sandbox"))
+    developer = ZohoConnectionConfig.from_connection(conn(data_center="in", environment="developer"))
+    production = ZohoConnectionConfig.from_connection(conn(data_center="eu"))
+    overridden = ZohoConnectionConfig.from_connection(
+        conn(data_center="eu", environment="sandbox", api_domain="http://proxy.local:8080")
+    )
+    assert sandbox.api_base(token_domain) == "https://sandbox.zohoapis.eu"
+    assert developer.api_base(token_domain) == "https://developer.zohoapis.in"
+    assert production.api_base(token_domain) == token_domain
+    assert production.api_base(None) == "https://www.zohoapis.eu"
+    assert overridden.api_base(token_domain) == "http://proxy.local:8080"
+    assert production.api_base("https://evil.example") == "https://www.zohoapis.eu", "an untrusted host is not used"
+    assert production.trusts_api_domain("https://sandbox.zohoapis.com.au")
+    for untrusted in ("https://www.zohoapis.com.evil.example", "http://www.zohoapis.com", "https://zohoapis.com",
+                      "https://www.zohoapis.com/crm", "ftp://www.zohoapis.com", "javascript:alert(1)"):
+        assert not production.trusts_api_domain(untrusted), untrusted
+    assert overridden.trusts_api_domain("http://proxy.local:8080/") and not overridden.trusts_api_domain(
+        "http://proxy.local:8081"
+    )

@@ -50,14 +50,23 @@ def test_create_details_fields_download(zoho_conn):
     assert len(zoho_conn.requests("token")) == 1
 
 
-def test_token_answer_api_domain_is_honoured(sim, monkeypatch, tmp_path):
-    """Without an api_domain override the API host comes from the token answer (here: the simulator)."""
+def test_token_answer_api_domain_outside_zoho_is_refused(sim, monkeypatch, tmp_path):
+    """Without an api_domain override the token answer's api_domain picks the host: only a Zoho API host is taken
+    (the simulator's own URL is not one), so the token is never sent to a host the answer made up."""
     use_simulator(monkeypatch, sim, tmp_path / "cache", api_domain=None)
-    hook = ZohoCRMHook()
+    hook = ZohoCRMHook(**FAST)
     assert hook.config.api_domain_override is None
-    assert hook.create_bulk_read_job(build_bulk_read_body("Deals"))["state"] == "ADDED"
-    assert asyncio.run(ZohoCRMHook().aget_bulk_read_job(hook.create_bulk_read_job(
-        build_bulk_read_body("Deals"))["id"]))["state"] in ("ADDED", "QUEUED", "IN PROGRESS", "COMPLETED")
+    for call in (lambda: hook.create_bulk_read_job(build_bulk_read_body("Deals")),
+                 lambda: asyncio.run(ZohoCRMHook(**FAST).aget_bulk_read_job(UNKNOWN_JOB))):
+        with pytest.raises(ZohoConfigError) as caught:
+            call()
+        err = caught.value
+        assert err.code == "UNTRUSTED_API_DOMAIN" and err.fails_fast
+        assert sim.url in str(err) and "api_domain" in str(err)
+        assert_no_secret(str(err), sim)
+    assert [r["kind"] for r in sim.requests()] == ["token"], "no API call, one token request (not repeated)"
+    answer = {"access_token": "t", "expires_in": 3600, "api_domain": "https://www.zohoapis.com.au"}
+    assert hook._access_token_from(200, answer, 0.0).api_domain == "https://www.zohoapis.com.au"
 
 
 def test_download_is_one_request_without_retries_on_429(zoho_conn):
@@ -248,3 +257,25 @@ def test_every_error_text_is_free_of_secrets(zoho_conn):
         errors.append(caught.value)
     for err in errors:
         assert_no_secret(f"{err} {err!r} {err.details}", zoho_conn, extra=[token])
+
+
+@pytest.mark.parametrize(("environment", "host"), [("sandbox", "sandbox.zohoapis.eu"),
+                                                   ("developer", "developer.zohoapis.eu")])
+def test_sandbox_and_developer_never_call_the_token_answers_production_host(monkeypatch, tmp_path, environment, host):
+    """A real token answer naming the production host (as Zoho's does): a sandbox connection still calls sandbox.
+
+    This machine cannot reach Zoho: the connection error names the host the hook really tried.
+    """
+    with start_simulator(api_domain="https://www.zohoapis.eu") as sim:
+        use_simulator(monkeypatch, sim, tmp_path / "cache", api_domain=None, data_center="eu",
+                      environment=environment)
+        hook = ZohoCRMHook(retry_attempts=1, timeout=10)
+        with pytest.raises(ZohoTransientError) as caught:
+            hook.get_bulk_read_job(UNKNOWN_JOB)
+        assert [r["status"] for r in sim.requests("token")] == [200]
+        assert caught.value.code == "CONNECTION"
+        assert f"https://{host}/crm/bulk/v8/read/{UNKNOWN_JOB}" in str(caught.value)
+        assert "www.zohoapis.eu" not in str(caught.value)
+        with pytest.raises(ZohoTransientError) as caught:
+            asyncio.run(ZohoCRMHook(retry_attempts=1, timeout=10).aget_bulk_read_job(UNKNOWN_JOB))
+        assert f"https://{host}/crm/bulk/v8/read/{UNKNOWN_JOB}" in str(caught.value)

@@ -7,9 +7,11 @@ INVALID_TOKEN/AUTHENTICATION_FAILURE rejection of the current token (compare-and
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import stat
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -17,10 +19,15 @@ from airflow.sdk._shared.secrets_masker import redact
 
 from tests.hooks.token_worker import run_workers
 from tests.hooks.zoho_conn import CLIENT_SECRET, REFRESH_TOKEN, assert_no_secret, use_simulator
+from tests.local_http import QuietHandler, serving
 from tests.simulator_fixtures import start_simulator
 from zoho_crm.bulk_read_query import build_bulk_read_body
-from zoho_crm.hooks.token_cache import AccessToken, TokenCache
+from zoho_crm.errors import ZohoError
+from zoho_crm.hooks.token_cache import AccessToken, TokenCache, _Memory
 from zoho_crm.hooks.zoho_crm import ZohoCRMHook
+
+FAST = {"retry_attempts": 2, "retry_min_wait": 0.01, "retry_max_wait": 0.05}
+UNKNOWN_JOB = "5725767000009999999"
 
 
 def wait_for(condition, timeout: float = 30.0, what: str = "condition"):
@@ -149,7 +156,7 @@ def test_cache_file_is_encrypted_private_and_compare_and_invalidate(zoho_conn, t
     assert stat.S_IMODE(files[0].stat().st_mode) == 0o600
     text = files[0].read_text()
     assert_no_secret(text, zoho_conn)
-    assert set(json.loads(text)) == {"token", "issued_at", "expires_at", "api_domain"}
+    assert zoho_conn.url not in text and "expires_at" not in text, "the whole entry is sealed, metadata included"
     assert not list((tmp_path / "token-cache").glob(".*.tmp")), "no temporary files left behind"
     cache = TokenCache(tmp_path / "token-cache", accounts_url=zoho_conn.url, client_id="1000.SIMULATOR",
                        client_secret=CLIENT_SECRET, refresh_token=REFRESH_TOKEN)
@@ -174,8 +181,113 @@ def test_reuse_margin_and_old_expires_in_form():
     assert AccessToken("t", 0, 5).valid_until == pytest.approx(4.5)
     assert AccessToken("t", 0, 3600).valid_until == pytest.approx(3540)
     old = ZohoCRMHook()._access_token_from(
-        200, {"access_token": "t", "expires_in": 3600000, "expires_in_sec": 3600, "api_domain": "https://x.eu"}, 100.0
+        200, {"access_token": "t", "expires_in": 3600000, "expires_in_sec": 3600, "api_domain": "https://www.zohoapis.eu"},
+        100.0,
     )
-    assert (old.expires_at, old.api_domain) == (3700.0, "https://x.eu")
+    assert (old.expires_at, old.api_domain) == (3700.0, "https://www.zohoapis.eu")
     new = ZohoCRMHook()._access_token_from(200, {"access_token": "t", "expires_in": 3600}, 100.0)
     assert (new.expires_at, new.api_domain) == (3700.0, None)
+
+
+class _LosingAccountsHost(QuietHandler):
+    """An accounts host in front of the simulator that is slow and loses every answer: the simulator issues the
+    token (and counts it), the client gets HTTP 502 -- the case where retries multiply Zoho's token count."""
+
+    target = ""
+    delay = 0.2
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server naming
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        time.sleep(self.delay)
+        request = urllib.request.Request(self.target + self.path, data=body, method="POST")
+        with contextlib.suppress(OSError), urllib.request.urlopen(request, timeout=10) as answer:
+            answer.read()
+        self.send_response(502)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", "11")
+        self.end_headers()
+        self.wfile.write(b"Bad Gateway")
+
+
+def test_waiters_do_not_repeat_a_failed_retried_refresh(sim, monkeypatch, tmp_path):
+    """Four processes behind a slow, failing accounts host: one retried refresh sequence in all (3 requests), not
+    one per process and per outer retry (4 x 3 x 3); every process fails with a transient error naming no secret."""
+    job_id = new_job(sim, monkeypatch, tmp_path)
+    before = token_requests(sim)
+    _LosingAccountsHost.target = sim.url
+    with serving(_LosingAccountsHost) as accounts:
+        use_simulator(monkeypatch, sim, tmp_path / "shared-cache", accounts_url=accounts)
+        results = run_workers(job_id, 4, 1, hook_kwargs={"retry_attempts": 3, "retry_max_wait": 0.2})
+    errors = [r.get("error") or "" for r in results]
+    assert all("ZohoTransientError" in e for e in errors), errors
+    assert all("no process asks again" in e for e in errors), "every process ended on the failure marker"
+    assert token_requests(sim) - before == 3
+    assert not sim.requests("details")
+    for text in errors:
+        assert_no_secret(text, sim)
+
+
+class _TokenCatcher(QuietHandler):
+    """A host an attacker would like the next ``Authorization: Zoho-oauthtoken`` header to go to."""
+
+    seen: list[str] = []
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server naming
+        type(self).seen.append(self.path)
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"{}")
+
+    do_POST = do_GET  # noqa: N815 - http.server naming
+
+
+def forge(path: Path, api_domain: str) -> None:
+    """What someone who can write the cache volume (but has no secret) can do: keep the sealed token, set the host.
+
+    Old entries kept the token sealed and the rest in clear JSON; sealed whole entries give no token to lift.
+    """
+    text = path.read_text()
+    try:
+        sealed_token = json.loads(text)["token"]
+    except ValueError:
+        sealed_token = text
+    now = time.time()
+    path.write_text(json.dumps({"token": sealed_token, "issued_at": now, "expires_at": now + 3600,
+                                "api_domain": api_domain}))
+
+
+def forget_memory() -> None:
+    """What a fresh process sees: no in-process copy of the token, only the shared file."""
+    with _Memory.lock:
+        _Memory.tokens.clear()
+
+
+def test_a_tampered_cache_entry_is_ignored_and_never_redirects_the_token(sim, monkeypatch, tmp_path, caplog):
+    _TokenCatcher.seen = []
+    with serving(_TokenCatcher) as attacker, caplog.at_level("WARNING"):
+        # Production without an api_domain override: a cached api_domain would pick the host.
+        use_simulator(monkeypatch, sim, tmp_path / "cache")
+        ZohoCRMHook(**FAST).get_access_token()
+        [entry] = (tmp_path / "cache").glob("*.token")
+        forge(entry, attacker)
+        forget_memory()
+        use_simulator(monkeypatch, sim, tmp_path / "cache", api_domain=None)
+        with pytest.raises(ZohoError):
+            ZohoCRMHook(**FAST).get_bulk_read_job(UNKNOWN_JOB)  # refreshes; the simulator's host is not Zoho's
+        assert _TokenCatcher.seen == [], "the access token went to the host written into the cache"
+        assert token_requests(sim) == 2, "the tampered entry was treated as absent"
+        # With the override (the simulator): the tampered entry is refreshed and the calls go through.
+        use_simulator(monkeypatch, sim, tmp_path / "cache-2")
+        ZohoCRMHook(**FAST).get_access_token()
+        [entry] = (tmp_path / "cache-2").glob("*.token")
+        forge(entry, attacker)
+        forget_memory()
+        job_id = ZohoCRMHook(**FAST).create_bulk_read_job(build_bulk_read_body("Leads"))["id"]
+        assert ZohoCRMHook(**FAST).get_bulk_read_job(job_id)["id"] == job_id
+        assert _TokenCatcher.seen == [] and token_requests(sim) == 4, "refreshed instead of trusting the entry"
+    warnings = [r.getMessage() for r in caplog.records if "does not authenticate" in r.getMessage()]
+    assert len(warnings) == 2, "a warning says each tampered entry was refused"
+    for text in warnings:
+        assert_no_secret(text, sim)

@@ -15,10 +15,12 @@ from typing import Any
 from zoho_crm.hooks.zoho_crm import ZohoCRMHook
 
 
-def work(job_id: str, calls: int, token_first: bool, ready: Any, go: Event, results: Any) -> None:
+def work(
+    job_id: str, calls: int, token_first: bool, ready: Any, go: Event, results: Any, hook_kwargs: dict | None = None
+) -> None:
     """Signal ``ready``, wait for ``go``, make ``calls`` job-details calls, put the outcome on ``results``."""
     try:
-        hook = ZohoCRMHook(retry_min_wait=0.05)
+        hook = ZohoCRMHook(**{"retry_min_wait": 0.05, **(hook_kwargs or {})})
         if token_first:
             hook.get_access_token()
         ready.put(os.getpid())
@@ -30,11 +32,16 @@ def work(job_id: str, calls: int, token_first: bool, ready: Any, go: Event, resu
         results.put({"pid": os.getpid(), "error": traceback.format_exc()})
 
 
-def run_workers(job_id: str, count: int, calls: int, *, token_first: bool = False, before_go=None) -> list[dict]:
+def run_workers(
+    job_id: str, count: int, calls: int, *, token_first: bool = False, before_go=None, hook_kwargs: dict | None = None
+) -> list[dict]:
     """Run ``count`` forked workers; return their outcomes (each with ``states`` or ``error``)."""
     ctx = multiprocessing.get_context("fork")
     ready, results, go = ctx.Queue(), ctx.Queue(), ctx.Event()
-    procs = [ctx.Process(target=work, args=(job_id, calls, token_first, ready, go, results)) for _ in range(count)]
+    procs = [
+        ctx.Process(target=work, args=(job_id, calls, token_first, ready, go, results, hook_kwargs))
+        for _ in range(count)
+    ]
     for proc in procs:
         proc.start()
     try:

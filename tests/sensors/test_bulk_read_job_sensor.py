@@ -97,3 +97,24 @@ def test_deferrable_default_follows_airflow_config():
 
     assert ZohoBulkReadJobSensor(task_id="x", job_id="1").deferrable is conf.getboolean(
         "operators", "default_deferrable", fallback=False)
+
+
+@pytest.mark.parametrize("deferrable", [False, True])
+@pytest.mark.parametrize("job_id", ["../5725767000009999999", "None", ""])
+def test_a_job_id_that_is_not_digits_fails_before_any_request(zoho_conn, job_id, deferrable):
+    with pytest.raises(AirflowFailException, match=r"job_id of task wait is not a Zoho bulk read job id \(digits"):
+        sensor(job_id, deferrable=deferrable).execute({})
+    assert zoho_conn.requests() == []
+
+
+def test_token_throttle_is_poked_again_like_the_trigger_waits(sim, monkeypatch, tmp_path):
+    """Access Denied while poking: the sensor pokes again (as the trigger does), it does not fail the task."""
+    from tests.hooks.zoho_conn import use_simulator
+
+    use_simulator(monkeypatch, sim, tmp_path / "setup-cache")
+    job_id = new_job()
+    sim.set_faults(token_limit=1)
+    use_simulator(monkeypatch, sim, tmp_path / "sensor-cache")
+    with pytest.raises(AirflowSensorTimeout, match="last state seen: None"):
+        sensor(job_id, timeout=1, max_poll_interval=0.2).execute({})
+    assert [r["status"] for r in sim.requests("token")] == [200, 400]

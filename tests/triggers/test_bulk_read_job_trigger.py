@@ -174,3 +174,20 @@ def test_connection_error_until_the_deadline(monkeypatch, tmp_path):
     assert event["status"] == "timeout"
     assert "CONNECTION" in event["message"] and "last state seen: None" in event["message"]
     assert stall < 2.0
+
+
+def test_token_throttle_is_waited_out_like_a_worker_retry_not_failed_at_once(sim, monkeypatch, tmp_path):
+    """Access Denied (Zoho's token throttle) makes a worker task retry later; the trigger keeps waiting likewise,
+    and the shared cache's failure marker keeps its polls from asking for more tokens."""
+    use_simulator(monkeypatch, sim, tmp_path / "setup-cache")
+    job_id = new_job()
+    sim.set_faults(token_limit=1)  # the token just issued was the last one of Zoho's 10-minute allowance
+    use_simulator(monkeypatch, sim, tmp_path / "trigger-cache")
+    [event], _ = run_trigger(
+        ZohoBulkReadJobTrigger(job_id, resume_after=0, poll_interval=0.2, max_poll_interval=0.3,
+                               deadline=time.time() + 2)
+    )
+    assert (event["status"], event["code"]) == ("timeout", "TIMEOUT"), event
+    assert "Access Denied" in event["message"] and event["waited_seconds"] >= 1.8
+    assert [r["status"] for r in sim.requests("token")] == [200, 400], "one refused token request, not one a poll"
+    assert_no_secret(event["message"], sim)

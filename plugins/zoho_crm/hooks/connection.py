@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,24 @@ CONNECTION_EXAMPLE = json.dumps(
 def api_domain_for(data_center: str, environment: str = "production") -> str:
     """Zoho API host for a data centre and environment, e.g. ``https://sandbox.zohoapis.eu``."""
     return f"https://{_ENV_PREFIX[environment]}.{_API_DOMAIN_SUFFIX[data_center]}"
+
+
+ZOHO_API_HOSTS = frozenset(api_domain_for(dc, env) for dc in DATA_CENTERS for env in ENVIRONMENTS)
+"""Every Zoho API host (each data centre's production, sandbox and developer host)."""
+
+
+def origin(url: str) -> str:
+    """``scheme://host[:port]`` of an http(s) URL, lower case ("" when it is not one)."""
+    try:
+        parts = urllib.parse.urlsplit(url.strip())
+        port = parts.port
+    except ValueError:
+        return ""
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return ""
+    default = {"http": 80, "https": 443}[parts.scheme]
+    host = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
+    return f"{parts.scheme}://{host}" + (f":{port}" if port not in (None, default) else "")
 
 
 def _problem(conn_id: str, what: str) -> ZohoConfigError:
@@ -177,9 +196,28 @@ class ZohoConnectionConfig:
         airflow_home = os.environ.get("AIRFLOW_HOME") or os.path.expanduser("~/airflow")
         return Path(airflow_home) / "zoho_crm_token_cache"
 
+    @property
+    def uses_token_api_domain(self) -> bool:
+        """True when the token answer's api_domain picks the API host (production without an override)."""
+        return self.api_domain_override is None and self.environment == "production"
+
+    def trusts_api_domain(self, api_domain: str) -> bool:
+        """True for a Zoho API host (any data centre/environment) or the host of the connection's override."""
+        found = origin(api_domain)
+        if not found:
+            return False
+        if self.api_domain_override and found == origin(self.api_domain_override):
+            return True
+        return found in ZOHO_API_HOSTS and api_domain.strip().rstrip("/").lower() == found
+
     def api_base(self, token_api_domain: str | None = None) -> str:
-        """API host to call: the connection's override, else the token answer's api_domain, else the table."""
-        return self.api_domain_override or (token_api_domain or "").rstrip("/") or self.default_api_domain
+        """API host to call: the extra api_domain override, else the environment's host for sandbox/developer,
+        else (production) the token answer's api_domain if it is a trusted host, else the data centre table."""
+        if self.api_domain_override:
+            return self.api_domain_override
+        if self.environment == "production" and token_api_domain and self.trusts_api_domain(token_api_domain):
+            return token_api_domain.strip().rstrip("/")
+        return api_domain_for(self.data_center, self.environment)
 
     def bulk_read_path(self, job_id: str | None = None, *, result: bool = False) -> str:
         path = f"/crm/bulk/{self.api_version}/read"

@@ -24,13 +24,15 @@ from airflow.sdk.log import mask_secret
 from zoho_crm.download_ledger import DownloadLedger
 from zoho_crm.errors import (
     ZohoAuthError,
+    ZohoConfigError,
     ZohoError,
     ZohoRequestError,
     ZohoTransientError,
     error_from_response,
     redact,
+    valid_job_id,
 )
-from zoho_crm.hooks.connection import ZohoConnectionConfig
+from zoho_crm.hooks.connection import ZOHO_API_HOSTS, ZohoConnectionConfig
 from zoho_crm.hooks.token_cache import AccessToken, TokenCache
 from zoho_crm.modules import FIELDS_READ_SCOPE
 
@@ -148,6 +150,7 @@ class ZohoCRMHook(BaseHook):
             client_id=config.client_id,
             client_secret=config.client_secret,
             refresh_token=config.refresh_token,
+            accept=lambda token: token.api_domain is None or config.trusts_api_domain(token.api_domain),
         )
 
     def download_ledger(self, margin: float) -> DownloadLedger:
@@ -224,10 +227,30 @@ class ZohoCRMHook(BaseHook):
                 http_status=status,
                 resolution="Check the connection's accounts_url points at Zoho's accounts server.",
             )
-        domain = answer.get("api_domain")
-        if not (isinstance(domain, str) and domain.startswith(("http://", "https://"))):
-            domain = None
+        domain = self._trusted_api_domain(answer.get("api_domain"), accounts)
         return AccessToken(token=token, issued_at=requested_at, expires_at=requested_at + lifetime, api_domain=domain)
+
+    def _trusted_api_domain(self, domain: Any, accounts: str) -> str | None:
+        """The token answer's api_domain if it is an http(s) URL of a trusted host (a Zoho API host, or the host of
+        the connection's api_domain override); an untrusted one raises when it would pick the API host."""
+        if not (isinstance(domain, str) and domain.startswith(("http://", "https://"))):
+            return None
+        config = self._config
+        trusted = config.trusts_api_domain(domain) if config else domain.rstrip("/") in ZOHO_API_HOSTS
+        if trusted:
+            return domain.rstrip("/")
+        if config is None or config.uses_token_api_domain:
+            raise ZohoConfigError(
+                f"the token endpoint of {accounts} answered api_domain {redact(domain, self._secrets())[:120]!r}, "
+                "which is not a Zoho API host (https://www|sandbox|developer.zohoapis.<data centre>) nor the host of "
+                "the connection's api_domain extra: refusing to send the access token there",
+                code="UNTRUSTED_API_DOMAIN",
+                resolution="Check accounts_url points at Zoho's accounts server; to call another host on purpose "
+                "(a proxy, the simulator), set the api_domain extra.",
+            )
+        self.log.info("Ignoring the token answer's api_domain: not a Zoho API host (the connection's api_domain "
+                      "extra or environment picks the host)")
+        return None
 
     def _fetch_token(self) -> AccessToken:
         config = self.config
@@ -273,6 +296,10 @@ class ZohoCRMHook(BaseHook):
     def get_access_token(self) -> str:
         """A valid access token from the shared cache (refreshed under the cache lock when needed)."""
         return self._token().token
+
+    def get_token(self) -> AccessToken:
+        """Like :meth:`get_access_token`, with its lifetime and api_domain (for :meth:`open_download`)."""
+        return self._token()
 
     async def aget_access_token(self) -> str:
         """Async :meth:`get_access_token`."""
@@ -362,13 +389,21 @@ class ZohoCRMHook(BaseHook):
         first = self._first(answer, "create bulk read job")
         if first.get("status") == "error":
             raise error_from_response(400, first, module=module, secrets=self._secrets())
-        details = first.get("details") or {}
+        details = dict(first["details"]) if isinstance(first.get("details"), dict) else {}
+        details["id"] = valid_job_id(details.get("id"), "the job id of Zoho's create answer (data[0].details.id)")
         self.log.info("Created Zoho bulk read job %s for %s (state %s)", details.get("id"), module, details.get("state"))
         return details
 
+    @classmethod
+    def _job_details(cls, answer: Any, job_id: str) -> dict:
+        details = dict(cls._first(answer, f"job {job_id}"))
+        details["id"] = valid_job_id(details.get("id"), "the job id of Zoho's job details answer (data[0].id)")
+        return details
+
     def get_bulk_read_job(self, job_id: str) -> dict:
-        """The job's details (``data[0]``: id, state, result, query, file_type ...)."""
-        return self._first(self._call("GET", self.config.bulk_read_path(str(job_id))), f"job {job_id}")
+        """The job's details (``data[0]``: id, state, result, query, file_type ...); ids are checked to be digits."""
+        job_id = valid_job_id(job_id, "job_id")
+        return self._job_details(self._call("GET", self.config.bulk_read_path(job_id)), job_id)
 
     def get_field_metadata(self, module: str) -> list[dict]:
         """The module's fields (``GET /crm/{v}/settings/fields?module=...``)."""
@@ -381,19 +416,22 @@ class ZohoCRMHook(BaseHook):
         return fields
 
     @contextmanager
-    def open_download(self, job_id: str) -> Iterator[requests.Response]:
+    def open_download(self, job_id: str, token: AccessToken | None = None) -> Iterator[requests.Response]:
         """ONE streamed GET of the job's result zip: no retries, no redirects; the caller enforces the rate limit.
 
-        The token is made valid before the request; the body is asked for as is (``Accept-Encoding: identity``),
+        ``token``: the one to send (a caller that reserved a place in the download ledger passes the token it got
+        before reserving, so no refresh happens between the reservation and the request); else one from the cache.
+        The body is asked for as is (``Accept-Encoding: identity``),
         so Content-Length counts the bytes saved. A JSON/error answer raises the matching ZohoError (at most
         ``ERROR_BODY_BYTES`` of it are read); a redirect raises ZohoRequestError (Zoho serves the file itself, and
         following one would be a second request to a rate-limited URL); connection errors raise
         ZohoTransientError. The yielded response has the Authorization header removed.
         """
         config = self.config
-        token = self._token()
+        job_id = valid_job_id(job_id, "job_id")
+        token = token if token is not None else self._token()
         base = config.api_base(token.api_domain)
-        path = config.bulk_read_path(str(job_id), result=True)
+        path = config.bulk_read_path(job_id, result=True)
         http = _ZohoHttpHook(base, "GET", self.zoho_conn_id)
         try:
             response = http.run(
@@ -470,4 +508,5 @@ class ZohoCRMHook(BaseHook):
     async def aget_bulk_read_job(self, job_id: str) -> dict:
         """Async :meth:`get_bulk_read_job` (aiohttp; file/lock work in threads)."""
         config = await self.aget_config()
-        return self._first(await self._acall("GET", config.bulk_read_path(str(job_id))), f"job {job_id}")
+        job_id = valid_job_id(job_id, "job_id")
+        return self._job_details(await self._acall("GET", config.bulk_read_path(job_id)), job_id)

@@ -11,7 +11,7 @@ from airflow.sdk import BaseOperator, Context, conf
 from airflow.sdk.exceptions import AirflowFailException
 
 from zoho_crm.bulk_read_query import InvalidBulkReadQuery, build_bulk_read_body
-from zoho_crm.errors import ZohoError
+from zoho_crm.errors import ZohoError, valid_job_id
 from zoho_crm.hooks.zoho_crm import ZohoCRMHook
 from zoho_crm.triggers.bulk_read_job import ZohoBulkReadJobTrigger, job_failure, job_result
 
@@ -57,10 +57,16 @@ def defer_until_job_done(
     timeout: float,
     kwargs: dict[str, Any] | None = None,
 ) -> NoReturn:
-    """Defer ``task`` on a ZohoBulkReadJobTrigger for ``job_id``; it resumes in ``execute_complete(event, **kwargs)``."""
+    """Defer ``task`` on a ZohoBulkReadJobTrigger for ``job_id``; it resumes in ``execute_complete(event, **kwargs)``.
+
+    A job id that is not digits fails the task at once (it would go into Zoho URLs and staging paths)."""
+    try:
+        job_id = valid_job_id(job_id, f"job_id of task {task.task_id}")
+    except ZohoError as err:
+        raise task_error(err) from err
     task.defer(
         trigger=ZohoBulkReadJobTrigger(
-            job_id=str(job_id),
+            job_id=job_id,
             zoho_conn_id=zoho_conn_id,
             poll_interval=poll_interval,
             max_poll_interval=max_poll_interval,
@@ -179,11 +185,12 @@ class ZohoBulkReadOperator(BaseOperator):
             raise task_error(err) from err
         try:
             details = hook.create_bulk_read_job(body)
+            job_id = valid_job_id(details.get("id"), "the job id of Zoho's create answer")
         except ZohoError as err:
             raise task_error(err) from err
         query = body["query"]
         job = {
-            "job_id": str(details["id"]),
+            "job_id": job_id,
             "module": query["module"]["api_name"],
             "file_type": body["file_type"],
             "query": query,

@@ -40,7 +40,14 @@ from airflow.triggers.base import TaskSuccessEvent, TriggerEvent
 from zoho_crm.atomic_files import create_temp
 from zoho_crm.deferral import MIN_DEFERRAL_SECONDS
 from zoho_crm.download_ledger import DownloadLedger
-from zoho_crm.errors import ZohoAuthError, ZohoError, ZohoRateLimitError, ZohoRequestError, ZohoTransientError
+from zoho_crm.errors import (
+    ZohoAuthError,
+    ZohoError,
+    ZohoRateLimitError,
+    ZohoRequestError,
+    ZohoTransientError,
+    valid_job_id,
+)
 from zoho_crm.hooks.connection import DEFAULT_MAX_DOWNLOAD_BYTES
 from zoho_crm.hooks.zoho_crm import ZohoCRMHook
 from zoho_crm.rate_limit import (
@@ -372,12 +379,13 @@ class ZohoBulkReadDownloadOperator(BaseOperator):
     def _attempt(self, context: Context, attempt: int) -> NoReturn:
         hook = ZohoCRMHook(zoho_conn_id=self.zoho_conn_id)
         job = self._job()
-        # Token problems surface here, before any download request: they need no hold.
-        token = hook.get_access_token()
+        # Token problems surface here, before any download request: they need no hold. The request sends this very
+        # token: no refresh (retried, maybe slow) between the ledger reservation and the request it counts.
+        token = hook.get_token()
         ledger = hook.download_ledger(self.hold_margin_seconds)
         request_id = self._reserve(ledger, attempt)
         try:
-            with hook.open_download(job["job_id"]) as response:
+            with hook.open_download(job["job_id"], token=token) as response:
                 anchor = time.time()
                 downloaded = stream_to_file(
                     response,
@@ -392,7 +400,7 @@ class ZohoBulkReadDownloadOperator(BaseOperator):
             anchor = time.time()
             outcome = self._classify(err)
             if outcome["kind"] == "token_rejected":
-                hook.invalidate_token(token)
+                hook.invalidate_token(token.token)
         except Exception as err:  # a bug or a local disk problem: still hold before failing (Airflow retries).
             anchor = time.time()
             outcome = {"kind": "unexpected", "message": f"{type(err).__name__}: {err}"}
@@ -455,9 +463,13 @@ class ZohoBulkReadDownloadOperator(BaseOperator):
             job = {"job_id": job}
         if not isinstance(job, Mapping) or not job.get("job_id"):
             raise AirflowFailException(
-                f"job must be the job sensor's result (a dict with job_id) or a job id, got {job!r}"
+                f"job must be the job sensor's result (a dict with job_id) or a job id, got {str(job)[:200]!r}"
             )
-        return dict(job)
+        try:  # the id goes into the download URL and the output path: digits only
+            job_id = valid_job_id(job["job_id"], f"job_id of task {self.task_id}")
+        except ZohoError as err:
+            raise AirflowFailException(str(err)) from None
+        return {**job, "job_id": job_id}
 
     def _window_seconds(self, hook: ZohoCRMHook | None = None) -> float:
         hook = hook or ZohoCRMHook(zoho_conn_id=self.zoho_conn_id)

@@ -8,7 +8,7 @@ from typing import Any
 from airflow.sdk import BaseSensorOperator, Context, PokeReturnValue, conf
 from airflow.sdk.exceptions import AirflowSensorTimeout
 
-from zoho_crm.errors import ZohoError
+from zoho_crm.errors import ZohoError, valid_job_id
 from zoho_crm.hooks.zoho_crm import ZohoCRMHook
 from zoho_crm.operators.bulk_read import (
     DEFAULT_TIMEOUT_SECONDS,
@@ -56,6 +56,10 @@ class ZohoBulkReadJobSensor(BaseSensorOperator):
         self._last_state: str | None = None
 
     def execute(self, context: Context) -> Any:
+        try:  # the id goes into Zoho URLs and, downstream, into paths: digits only
+            self.job_id = valid_job_id(self.job_id, f"job_id of task {self.task_id}")
+        except ZohoError as err:
+            raise task_error(err) from err
         if not self.deferrable:
             try:
                 return super().execute(context)
@@ -81,7 +85,7 @@ class ZohoBulkReadJobSensor(BaseSensorOperator):
             # One attempt per poke: the sensor's own poke loop is the retry (like the trigger's polling).
             details = ZohoCRMHook(self.zoho_conn_id, retry_attempts=1).get_bulk_read_job(str(self.job_id))
         except ZohoError as err:
-            if err.retryable:
+            if not err.fails_fast:  # transient, or Zoho's token throttle: like the trigger, try again later
                 self.log.warning("Could not read job %s this time, will poke again: %s", self.job_id, err)
                 return PokeReturnValue(is_done=False)
             raise task_error(err) from err

@@ -14,6 +14,8 @@ from zoho_crm.errors import ZohoError
 from zoho_crm.hooks.zoho_crm import ZohoCRMHook
 
 BACKOFF_FACTOR = 1.5
+THROTTLED_POLL_SECONDS = 60.0
+"""Poll interval while Zoho refuses new access tokens (Access Denied lasts up to 10 minutes)."""
 
 
 def job_result(details: dict[str, Any]) -> dict[str, Any]:
@@ -46,7 +48,9 @@ class ZohoBulkReadJobTrigger(BaseTrigger):
 
     Yields exactly one event: ``{"status": completed|failed|timeout|error, "job_id", "state", "result",
     "message", "code", "waited_seconds"}``. Transient errors (429, 5xx, connection, timeout) are retried until
-    ``deadline`` (epoch seconds); other Zoho errors end the wait at once with status ``error``.
+    ``deadline`` (epoch seconds), and so is Zoho's token throttle (``Access Denied``, which a worker leaves to
+    Airflow's retries; the shared token cache keeps the waits from adding token requests); other Zoho errors
+    (those that fail a task at once) end the wait at once with status ``error``.
     """
 
     def __init__(
@@ -117,11 +121,15 @@ class ZohoBulkReadJobTrigger(BaseTrigger):
                         return
                     self.log.info("Zoho bulk read job %s is %s", self.job_id, state)
                 except ZohoError as err:
-                    if not err.retryable:
+                    if err.fails_fast:
                         yield self._event("error", state=state, message=str(err), code=err.code)
                         return
+                    # Transient errors and Zoho's token throttle (Access Denied): poll again, as a worker retries.
                     last_problem = str(err)
                     self.log.warning("Polling job %s failed, will retry: %s", self.job_id, err)
+                    throttled = not err.retryable
+                else:
+                    throttled = False
                 remaining = self.deadline - time.time()
                 if remaining <= 0:
                     waited = time.time() - self.started_at
@@ -130,7 +138,7 @@ class ZohoBulkReadJobTrigger(BaseTrigger):
                         message += f"; last problem: {last_problem}"
                     yield self._event("timeout", state=state, message=message, code="TIMEOUT")
                     return
-                await asyncio.sleep(min(interval, remaining))
+                await asyncio.sleep(min(max(interval, THROTTLED_POLL_SECONDS) if throttled else interval, remaining))
                 interval = min(interval * BACKOFF_FACTOR, self.max_poll_interval)
         except Exception as err:  # any other failure still ends the wait with exactly one event
             yield self._event("error", state=state, message=f"{type(err).__name__}: {err}", code="TRIGGER_ERROR")
