@@ -6,13 +6,14 @@ variables only, with its own ``AIRFLOW_HOME`` so nothing touches ``~/airflow``.
 
 Example::
 
-    with AirflowStack(tmp_path / "airflow", dags_folder=Path("dags"), env=conn_env) as stack:
+    with AirflowStack(tmp_path / "airflow", dags_folder=Path("dags"), database_url=url, env=conn_env) as stack:
         stack.wait_for_dag("zoho_crm_bulk_read")
         run_id = stack.trigger("zoho_crm_bulk_read", conf={"module": "Leads"})
         assert stack.wait_for_run("zoho_crm_bulk_read", run_id) == "success"
 
-Executors: ``LocalExecutor`` on the embedded SQLite database (default), or ``CeleryExecutor`` with
-``database_url`` (PostgreSQL, see :func:`postgres_database`) and ``broker_url`` (Redis) and ``celery_workers``.
+The metadata database is PostgreSQL (``database_url``: the embedded server or any other, see
+``include/metadata_db.py``). Executors: ``LocalExecutor`` (default), or ``CeleryExecutor`` with ``broker_url``
+(Redis) and ``celery_workers``.
 """
 
 from __future__ import annotations
@@ -28,8 +29,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -58,22 +58,6 @@ def service_reachable(host: str, port: int) -> bool:
         return False
 
 
-@contextmanager
-def postgres_database(host: str = "127.0.0.1", port: int = 5432, user: str = "postgres") -> Iterator[str]:
-    """Create a throw-away PostgreSQL database and yield its SQLAlchemy URL; drop it afterwards."""
-    import psycopg
-
-    name = f"zoho_airflow_test_{secrets.token_hex(4)}"
-    admin_dsn = f"host={host} port={port} user={user} dbname=postgres"
-    with psycopg.connect(admin_dsn, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"postgresql+psycopg2://{user}@{host}:{port}/{name}"
-    finally:
-        with psycopg.connect(admin_dsn, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 class AirflowStack:
     """A running Airflow deployment made of real component processes (a context manager)."""
 
@@ -82,13 +66,14 @@ class AirflowStack:
         home: Path,
         *,
         dags_folder: Path,
+        database_url: str,
         executor: str = "LocalExecutor",
-        database_url: str | None = None,
         broker_url: str | None = None,
         celery_workers: int = 0,
         env: Mapping[str, str] | None = None,
         pools_file: Path | None = REPO_ROOT / "include" / "pools.json",
         parallelism: int = 16,
+        migrate: bool = True,
     ) -> None:
         self.home = Path(home).resolve()
         self.home.mkdir(parents=True, exist_ok=True)
@@ -99,10 +84,10 @@ class AirflowStack:
         self.executor = executor
         self.celery_workers = celery_workers
         self.pools_file = pools_file
+        self.migrate = migrate
         self._processes: dict[str, subprocess.Popen] = {}
         self._token: str | None = None
         self._password = self._admin_password()
-        database_url = database_url or f"sqlite:///{self.home / 'airflow.db'}"
         self.database_url = database_url
         self.env = {
             **os.environ,
@@ -132,9 +117,6 @@ class AirflowStack:
             "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
             "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(self.home / "logs"),
         }
-        if database_url.startswith("sqlite"):
-            for key in ("SQL_ALCHEMY_CONNECT_ARGS", "SQL_ALCHEMY_CONNECT_ARGS_ASYNC"):
-                self.env[f"AIRFLOW__DATABASE__{key}"] = "include.sqlite_settings.CONNECT_ARGS"
         if broker_url:
             self.env["AIRFLOW__CELERY__BROKER_URL"] = broker_url
             self.env["AIRFLOW__CELERY__RESULT_BACKEND"] = "db+" + database_url.replace("+psycopg2", "")
@@ -168,12 +150,15 @@ class AirflowStack:
         self.stop()
 
     def start(self) -> None:
-        """Migrate the database, import the pools and start every component; wait until the API answers."""
-        self.cli("db", "migrate")
+        """Migrate the database (unless it is a copy of a migrated one), import the pools and start every
+        component; wait until the API answers."""
+        if self.migrate:
+            self.cli("db", "migrate")
         if self.pools_file:
             self.cli("pools", "import", str(self.pools_file))
         self._spawn("api-server", "api-server", "--port", str(self.port), "--host", "127.0.0.1")
-        self._spawn_background_components()
+        for name in BACKGROUND_COMPONENTS:
+            self._spawn(name, name)
         for index in range(self.celery_workers):
             self._spawn(
                 f"celery-worker-{index}",
@@ -182,10 +167,6 @@ class AirflowStack:
                 extra_env={"AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port())},
             )
         wait_until(self._api_healthy, timeout=120, what="the Airflow API server to answer")
-
-    def _spawn_background_components(self) -> None:
-        for name in BACKGROUND_COMPONENTS:
-            self._spawn(name, name)
 
     def _spawn(self, name: str, *args: str, extra_env: Mapping[str, str] | None = None) -> None:
         log = open(self.logs_dir / f"{name}.log", "ab")  # noqa: SIM115 - closed with the process
@@ -202,10 +183,8 @@ class AirflowStack:
 
     def stop(self, timeout: float = 30) -> None:
         """Stop every component and everything it started (each runs in its own process group)."""
-        self._stop(tuple(self._processes), timeout)
-
-    def _stop(self, names: tuple[str, ...], timeout: float = 30) -> None:
-        procs = [self._processes.pop(name) for name in names if name in self._processes]
+        procs = list(self._processes.values())
+        self._processes.clear()
         for proc in procs:
             _signal_group(proc, signal.SIGTERM)
         deadline = time.monotonic() + timeout
@@ -235,21 +214,16 @@ class AirflowStack:
             raise RuntimeError(f"airflow {' '.join(args)} failed ({result.returncode}):\n{result.stderr[-4000:]}")
         return result
 
-    def create_backfill(self, dag_id: str, from_date: str, to_date: str, *options: str) -> subprocess.CompletedProcess:
-        """``airflow backfill create`` for ``dag_id`` over ``[from_date, to_date]``.
-
-        On SQLite, Airflow cannot create a backfill while the scheduler, triggerer and dag processor write to the
-        database ("database is locked": apache/airflow#66726; Airflow's API answers 503 for it). There they are
-        stopped for the command and started again; the runs are then executed by the real scheduler as usual.
-        """
-        args = ("backfill", "create", "--dag-id", dag_id, "--from-date", from_date, "--to-date", to_date, *options)
-        if not self.database_url.startswith("sqlite"):
-            return self.cli(*args)
-        self._stop(BACKGROUND_COMPONENTS)
-        try:
-            return self.cli(*args)
-        finally:
-            self._spawn_background_components()
+    def create_backfill(
+        self, dag_id: str, from_date: str, to_date: str, reprocess_behavior: str = "none", max_active_runs: int = 10
+    ) -> dict:
+        """Create a backfill of ``dag_id`` over ``[from_date, to_date]`` (dates, UTC midnight) as the UI's Backfill
+        dialog does (``POST /api/v2/backfills`` while every component runs); return the backfill."""
+        body = {
+            "dag_id": dag_id, "from_date": f"{from_date}T00:00:00Z", "to_date": f"{to_date}T00:00:00Z",
+            "reprocess_behavior": reprocess_behavior, "max_active_runs": max_active_runs,
+        }
+        return self.api("POST", "/backfills", body)
 
     def _api_healthy(self) -> bool:
         self.check_alive()
@@ -276,8 +250,7 @@ class AirflowStack:
         """Call the public REST API (``/api/v2`` + path) and return the decoded JSON answer.
 
         ``retry`` (default: for GET only, as the call must be idempotent): an answer >= 500 or no answer within
-        the timeout is tried again. On a busy SQLite database the API server itself may wait up to a minute for
-        the write lock (include/sqlite_settings.py) and then answer 500 "database is locked".
+        the timeout is tried again (a busy 2-core machine can make the API server slow to answer).
         """
         data = None if body is None else json.dumps(body).encode()
         request = urllib.request.Request(

@@ -1,9 +1,10 @@
-"""`make demo`: run the export DAG end to end against the local simulator on embedded SQLite.
+"""`make demo`: run the export DAG end to end against the local simulator, on the default install.
 
-Starts the simulator (compressed clock), a project-local Airflow (AIRFLOW_HOME=.airflow: api-server, scheduler,
-dag-processor, triggerer on LocalExecutor + SQLite, the download pool imported), triggers the DAG for Leads as
-CSV (3 pages) and Events as ICS, prints each manifest's summary and where the validated output is, and stops
-everything. Running it again works: the database is reused and each run gets its own output key.
+Starts the embedded PostgreSQL server (data in ``.airflow/postgres``), the simulator at Zoho's real limits, a
+project-local Airflow (AIRFLOW_HOME=.airflow: api-server, scheduler, dag-processor, triggerer on LocalExecutor,
+the download pool imported), triggers the DAG for Leads as CSV (3 pages) and Events as ICS, prints each
+manifest's summary and where the validated output is, and stops everything. Running it again works: the database
+is reused and each run gets its own output key.
 """
 
 from __future__ import annotations
@@ -14,7 +15,14 @@ import sys
 from pathlib import Path
 
 from include.airflow_stack import REPO_ROOT, AirflowStack
-from include.local_setup import DEMO_SIMULATOR_OPTIONS, simulator_connection
+from include.local_setup import (
+    DEMO_SIMULATOR_OPTIONS,
+    METADATA_DATABASE,
+    airflow_home,
+    default_install_env,
+    metadata_server,
+    simulator_connection,
+)
 from include.zoho_simulator.process import SimulatorProcess
 
 DAG_ID = "zoho_crm_bulk_read"
@@ -22,12 +30,15 @@ RUNS = {"Leads (CSV)": {"module": "Leads", "file_type": "csv"}, "Events (ICS)": 
 
 
 def main() -> int:
-    home = Path(os.environ.get("AIRFLOW_HOME") or REPO_ROOT / ".airflow")
+    home = airflow_home()
     export_dir = Path(os.environ.get("ZOHO_EXPORT_DIR") or REPO_ROOT / "output").resolve()
-    print(f"Starting the Zoho CRM simulator and Airflow (AIRFLOW_HOME={home}) ...", flush=True)
-    with SimulatorProcess(**DEMO_SIMULATOR_OPTIONS) as sim:
-        env = {**simulator_connection(sim), "ZOHO_EXPORT_DIR": str(export_dir)}
-        with AirflowStack(home, dags_folder=REPO_ROOT / "dags", env=env) as stack:
+    print(f"Starting PostgreSQL, the Zoho CRM simulator and Airflow (AIRFLOW_HOME={home}) ...", flush=True)
+    home.mkdir(parents=True, exist_ok=True)
+    with metadata_server(home) as database, SimulatorProcess(**DEMO_SIMULATOR_OPTIONS) as sim:
+        database.ensure_database(METADATA_DATABASE)
+        url = database.sqlalchemy_url(METADATA_DATABASE)
+        env = {**simulator_connection(sim), **default_install_env(home, url, export_dir)}
+        with AirflowStack(home, dags_folder=REPO_ROOT / "dags", database_url=url, env=env) as stack:
             stack.wait_for_dag(DAG_ID)
             runs = {label: stack.trigger(DAG_ID, conf=conf) for label, conf in RUNS.items()}
             failed = []

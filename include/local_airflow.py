@@ -1,6 +1,8 @@
-"""`make airflow`: the simulator plus `airflow standalone`, to trigger the export from the UI's form.
+"""`make airflow`: the embedded PostgreSQL server, the simulator and `airflow standalone` (LocalExecutor), to
+trigger the export (or a backfill) from the UI.
 
-Ctrl-C stops every component: standalone runs in its own process group, which is signalled as a whole.
+Ctrl-C stops every component: standalone runs in its own process group, which is signalled as a whole, then the
+simulator and the database server stop.
 """
 
 from __future__ import annotations
@@ -15,7 +17,14 @@ import time
 from pathlib import Path
 
 from include.airflow_stack import AIRFLOW_BIN, REPO_ROOT, free_port
-from include.local_setup import DEMO_SIMULATOR_OPTIONS, simulator_connection
+from include.local_setup import (
+    DEMO_SIMULATOR_OPTIONS,
+    METADATA_DATABASE,
+    airflow_home,
+    default_install_env,
+    metadata_server,
+    simulator_connection,
+)
 from include.zoho_simulator.process import SimulatorProcess
 
 
@@ -27,38 +36,30 @@ def main() -> int:
     # Ctrl-C (even when started where SIGINT is ignored) and SIGTERM both stop every component.
     signal.signal(signal.SIGINT, _interrupt)
     signal.signal(signal.SIGTERM, _interrupt)
-    home = Path(os.environ.get("AIRFLOW_HOME") or REPO_ROOT / ".airflow")
+    home = airflow_home()
     home.mkdir(parents=True, exist_ok=True)
     passwords = home / "passwords.json"
     if not passwords.exists():
         passwords.write_text(json.dumps({"admin": "admin"}))
     port = int(os.environ.get("AIRFLOW_PORT") or free_port())
-    with SimulatorProcess(**DEMO_SIMULATOR_OPTIONS) as sim:
+    export_dir = Path(os.environ.get("ZOHO_EXPORT_DIR") or REPO_ROOT / "output").resolve()
+    with metadata_server(home) as database, SimulatorProcess(**DEMO_SIMULATOR_OPTIONS) as sim:
+        database.ensure_database(METADATA_DATABASE)
         env = {
             **os.environ,
             **simulator_connection(sim),
-            "AIRFLOW_HOME": str(home),
-            # standalone starts its components as `airflow ...` found on PATH: the project's virtualenv first.
-            "PATH": os.pathsep.join([str(Path(AIRFLOW_BIN).parent), os.environ.get("PATH", "")]),
-            "PYTHONPATH": os.pathsep.join([str(REPO_ROOT / "plugins"), str(REPO_ROOT)]),
-            "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "dags"),
-            "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO_ROOT / "plugins"),
-            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            # SQLite has one writer at a time: a burst of runs queues instead of failing on "database is locked".
-            "AIRFLOW__CORE__PARALLELISM": os.environ.get("AIRFLOW__CORE__PARALLELISM", "8"),
-            "AIRFLOW__CORE__MAX_ACTIVE_RUNS_PER_DAG": os.environ.get("AIRFLOW__CORE__MAX_ACTIVE_RUNS_PER_DAG", "4"),
+            **default_install_env(home, database.sqlalchemy_url(METADATA_DATABASE), export_dir),
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
             "AIRFLOW__API__PORT": str(port),
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://localhost:{port}/execution/",
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS": "include.sqlite_settings.CONNECT_ARGS",
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS_ASYNC": "include.sqlite_settings.CONNECT_ARGS",
-            "ZOHO_EXPORT_DIR": os.environ.get("ZOHO_EXPORT_DIR") or str(REPO_ROOT / "output"),
         }
         subprocess.run([AIRFLOW_BIN, "db", "migrate"], env=env, check=True, stdout=subprocess.DEVNULL)
         subprocess.run([AIRFLOW_BIN, "pools", "import", str(REPO_ROOT / "include" / "pools.json")], env=env,
                        check=True)
         print(f"Zoho simulator: {sim.url}\nAirflow UI: http://localhost:{port}  (login admin / admin)\n"
+              f"Metadata database: {database.sqlalchemy_url(METADATA_DATABASE)} (embedded PostgreSQL, "
+              f"data in {database.data_dir})\n"
               "Trigger 'zoho_crm_bulk_read' from the UI's form. Ctrl-C stops everything.", flush=True)
         standalone = subprocess.Popen([AIRFLOW_BIN, "standalone"], env=env, start_new_session=True)
         try:

@@ -1,38 +1,75 @@
-"""Settings shared by `make demo`, `make airflow` and the end-to-end tests: a simulator on a compressed clock
-and the Airflow connection that points at it."""
+"""The default install, as `make demo`, `make airflow` and the tests' default-install deployment run it.
+
+- the simulator at Zoho's real limits (10 downloads per 60 s, 10 tokens per 10 minutes), with small pages;
+- the Airflow connection exactly as the README documents it (client id, secret, refresh token, data centre,
+  environment), plus only the two host overrides that reach the simulator;
+- Airflow's metadata database on the embedded PostgreSQL server (``include/metadata_db.py``) in
+  ``$AIRFLOW_HOME/postgres``, LocalExecutor, the shipped ``dags/`` and ``include/pools.json``.
+"""
 
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 from typing import Any
 
+from include.airflow_stack import AIRFLOW_BIN, REPO_ROOT
+from include.metadata_db import EmbeddedPostgres
 from include.zoho_simulator.process import SimulatorProcess
 
-DOWNLOAD_WINDOW_SECONDS = 10
-"""The compressed rate-limit window (Zoho's is 60 s); the simulator and the connection use the same value."""
-
+METADATA_DATABASE = "airflow"
 DEMO_SIMULATOR_OPTIONS: dict[str, Any] = {
     "records": {"Leads": 2500, "Events": 150},
     "per_page_csv": 1000,
     "job_seconds": 3,
-    "download_window": DOWNLOAD_WINDOW_SECONDS,
 }
-"""Leads: 2,500 records at 1,000 a page = 3 pages; Events: one ICS page."""
+"""Leads: 2,500 records at 1,000 a page = 3 pages; Events: one ICS page. Rate limits: the simulator's defaults,
+which are Zoho's."""
 
 
-def simulator_connection(sim: SimulatorProcess, window_seconds: float = DOWNLOAD_WINDOW_SECONDS) -> dict[str, str]:
-    """Environment holding ``AIRFLOW_CONN_ZOHO_CRM_DEFAULT`` (JSON form) for the simulator's default client."""
-    connection = {
-        "conn_type": "http",
-        "login": "1000.SIMULATOR",
-        "password": "simulator-secret",
-        "extra": {
-            "refresh_token": "1000.simulator.refresh",
-            "data_center": "us",
-            "api_domain": sim.url,
-            "accounts_url": sim.url,
-            "download_limit": 10,
-            "download_window_seconds": window_seconds,
-        },
+def simulator_connection(
+    sim: SimulatorProcess, window_seconds: float | None = None, conn_id: str = "zoho_crm_default"
+) -> dict[str, str]:
+    """Environment holding ``AIRFLOW_CONN_<CONN_ID>``: the README's connection, its hosts pointed at ``sim``.
+
+    :param window_seconds: only for a simulator on a compressed clock: the connection's
+        ``download_window_seconds`` (and ``download_limit`` 10) extras. None: the README's form, Zoho's 60 s.
+    """
+    extra: dict[str, Any] = {
+        "refresh_token": "1000.simulator.refresh",
+        "data_center": "us",
+        "environment": "production",
+        "api_domain": sim.url,
+        "accounts_url": sim.url,
     }
-    return {"AIRFLOW_CONN_ZOHO_CRM_DEFAULT": json.dumps(connection)}
+    if window_seconds is not None:
+        extra.update(download_limit=10, download_window_seconds=window_seconds)
+    connection = {"conn_type": "http", "login": "1000.SIMULATOR", "password": "simulator-secret", "extra": extra}
+    return {f"AIRFLOW_CONN_{conn_id.upper()}": json.dumps(connection)}
+
+
+def airflow_home() -> Path:
+    """``$AIRFLOW_HOME``, or the project's git-ignored ``.airflow``."""
+    return Path(os.environ.get("AIRFLOW_HOME") or REPO_ROOT / ".airflow").resolve()
+
+
+def metadata_server(home: Path) -> EmbeddedPostgres:
+    """The default install's embedded PostgreSQL server (data in ``home/postgres``)."""
+    return EmbeddedPostgres(home / "postgres")
+
+
+def default_install_env(home: Path, database_url: str, export_dir: Path) -> dict[str, str]:
+    """Airflow settings of the default install (what `make airflow` and `make demo` run with)."""
+    return {
+        "AIRFLOW_HOME": str(home),
+        # standalone starts its components as `airflow ...` found on PATH: the project's virtualenv first.
+        "PATH": os.pathsep.join([str(Path(AIRFLOW_BIN).parent), os.environ.get("PATH", "")]),
+        "PYTHONPATH": os.pathsep.join([str(REPO_ROOT / "plugins"), str(REPO_ROOT)]),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO_ROOT / "plugins"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": database_url,
+        "ZOHO_EXPORT_DIR": str(export_dir),
+    }

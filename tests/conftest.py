@@ -4,8 +4,14 @@ import sys
 
 import pytest
 
-from tests.deployments import celery_deployment, local_deployment  # noqa: F401 - fixtures
+from tests.deployments import (  # noqa: F401 - fixtures
+    celery_deployment,
+    default_install,
+    default_install_celery,
+    local_deployment,
+)
 from tests.simulator_fixtures import *  # noqa: F403 - re-export the fixtures to every test module
+from tests.stack_support import embedded_databases, system_databases  # noqa: F401 - fixtures
 
 
 @pytest.hookimpl(wrapper=True)

@@ -1,13 +1,18 @@
 """Session-wide Airflow deployments against a simulator, shared by every test that needs the real scheduler.
 
-Starting Airflow costs tens of seconds, so each test session starts at most two deployments, on first use:
+Starting Airflow costs tens of seconds, so each test session starts each deployment once, on first use:
 
-- ``local_deployment``: LocalExecutor on the embedded SQLite database;
-- ``celery_deployment``: CeleryExecutor with two workers on a throw-away PostgreSQL database and Redis
-  (skipped with a reason where those services are missing; under CI=true that is a failure).
+- ``default_install`` / ``default_install_celery``: exactly what a user runs. The shipped ``dags/`` folder
+  untouched, the connection as the README documents it (plus the two host overrides that reach the simulator),
+  the simulator at Zoho's real limits (10 downloads per 60 s), the default token cache. On the embedded
+  PostgreSQL server with LocalExecutor (what `make airflow` runs), and on CeleryExecutor with two workers, the
+  system PostgreSQL and Redis (skipped with a reason where those services are missing; under CI=true that is a
+  failure). Its only small setting is the simulator's page size (200 records), which changes nothing the client
+  does and gives many pages from few records.
+- ``local_deployment`` / ``celery_deployment``: a compressed clock for the long scenarios, in addition: the
+  rate-limit window of the simulator and of the connection is :data:`WINDOW` s instead of 60, and the test DAGs
+  of ``tests/dags/`` run beside the repository's.
 
-Both run the repository's DAGs plus the test DAGs of ``tests/dags/``, the download pool of
-``include/pools.json`` and a simulator whose rate-limit window (:data:`WINDOW` s) matches the connection's.
 Tests that change the simulator's settings use :meth:`Deployment.simulator_settings`, which restores them.
 Test modules using a deployment carry ``pytest.mark.xdist_group`` (see :data:`LOCAL`, :data:`CELERY`) so that,
 with ``pytest -n``, every deployment lives in the same worker process.
@@ -25,22 +30,26 @@ from typing import Any
 import pytest
 
 from include.airflow_stack import REPO_ROOT, AirflowStack
-from include.local_setup import DEMO_SIMULATOR_OPTIONS, DOWNLOAD_WINDOW_SECONDS, simulator_connection
+from include.local_setup import DEMO_SIMULATOR_OPTIONS, simulator_connection
+from include.metadata_db import MetadataDatabases
 from include.zoho_simulator.process import SimulatorProcess
 from tests.stack_support import airflow_stack
 
-WINDOW = DOWNLOAD_WINDOW_SECONDS
+WINDOW = 10
 """Compressed download window (s) of the simulator and the connection; >= zoho_crm.deferral.MIN_DEFERRAL_SECONDS."""
 
-SIMULATOR_OPTIONS: dict[str, Any] = {**DEMO_SIMULATOR_OPTIONS, "job_seconds": 1}
-"""The demo's data (Leads: 3 pages of CSV, Events: one ICS page) with faster jobs."""
-SQLITE_GROUP = "airflow_sqlite"
-"""pytest-xdist group of every test that runs Airflow on SQLite (the local deployment, the reliability stack,
-`make airflow`): they run one after another in one worker."""
+SIMULATOR_OPTIONS: dict[str, Any] = {**DEMO_SIMULATOR_OPTIONS, "job_seconds": 1, "download_window": WINDOW}
+"""The demo's data (Leads: 3 pages of CSV, Events: one ICS page) with faster jobs, on the compressed clock."""
+DEFAULT_INSTALL_RECORDS = {"Leads": 1400, "Contacts": 1000, "Deals": 600, "Events": 150}
+DEFAULT_INSTALL_SIMULATOR: dict[str, Any] = {"records": DEFAULT_INSTALL_RECORDS, "per_page_csv": 200}
+"""Zoho's real limits (the simulator's defaults); small pages: a full Leads export is 7 pages, Contacts 5."""
+EMBEDDED_GROUP = "airflow_embedded"
+"""pytest-xdist group of every test that runs Airflow on the embedded PostgreSQL server (the deployments, the
+reliability stack, `make airflow`): they run one after another in one worker."""
 CELERY_GROUP = "airflow_celery"
 """pytest-xdist group of the CeleryExecutor tests, in the other worker: at most two deployments work at once on
 2 cores, and the tests without Airflow fill the gaps."""
-LOCAL = [pytest.mark.stack, pytest.mark.xdist_group(SQLITE_GROUP)]
+LOCAL = [pytest.mark.stack, pytest.mark.xdist_group(EMBEDDED_GROUP)]
 CELERY = [pytest.mark.stack, pytest.mark.celery, pytest.mark.xdist_group(CELERY_GROUP)]
 
 
@@ -52,14 +61,11 @@ class Deployment:
     sim: SimulatorProcess
     stack: AirflowStack
     root: Path
+    token_cache_dir: Path
 
     @property
     def export_dir(self) -> Path:
         return self.root / "output"
-
-    @property
-    def token_cache_dir(self) -> Path:
-        return self.root / "token-cache"
 
     @contextmanager
     def simulator_settings(self, **settings: Any) -> Iterator[SimulatorProcess]:
@@ -82,24 +88,58 @@ def dags_folder(root: Path) -> Path:
 
 
 @contextmanager
-def start_deployment(executor: str, root: Path) -> Iterator[Deployment]:
+def start_deployment(executor: str, root: Path, databases: MetadataDatabases) -> Iterator[Deployment]:
+    """A compressed-clock deployment (:data:`WINDOW`) running the repository's and the test DAGs."""
     with SimulatorProcess(**SIMULATOR_OPTIONS) as sim:
         env = {
             **simulator_connection(sim, WINDOW),
             "ZOHO_EXPORT_DIR": str(root / "output"),
             "ZOHO_CRM_TOKEN_CACHE_DIR": str(root / "token-cache"),
         }
-        with airflow_stack(root / "airflow", dags_folder=dags_folder(root), env=env, executor=executor) as stack:
-            yield Deployment(executor, sim, stack, root)
+        with airflow_stack(root / "airflow", dags_folder=dags_folder(root), env=env, executor=executor,
+                           databases=databases) as stack:
+            yield Deployment(executor, sim, stack, root, root / "token-cache")
+
+
+@contextmanager
+def start_default_install(executor: str, root: Path, databases: MetadataDatabases) -> Iterator[Deployment]:
+    """What a user runs: the shipped dags/ untouched, the README's connection, Zoho's real limits."""
+    with SimulatorProcess(**DEFAULT_INSTALL_SIMULATOR) as sim:
+        env = {**simulator_connection(sim), "ZOHO_EXPORT_DIR": str(root / "output")}
+        with airflow_stack(root / "airflow", dags_folder=REPO_ROOT / "dags", env=env, executor=executor,
+                           databases=databases) as stack:
+            # The README's default token cache: $AIRFLOW_HOME/zoho_crm_token_cache.
+            yield Deployment(executor, sim, stack, root, stack.home / "zoho_crm_token_cache")
 
 
 @pytest.fixture(scope="session")
-def local_deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
-    with start_deployment("local", tmp_path_factory.mktemp("local-deployment")) as deployment:
+def local_deployment(
+    tmp_path_factory: pytest.TempPathFactory, embedded_databases: MetadataDatabases
+) -> Iterator[Deployment]:
+    with start_deployment("local", tmp_path_factory.mktemp("local-deployment"), embedded_databases) as deployment:
         yield deployment
 
 
 @pytest.fixture(scope="session")
-def celery_deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
-    with start_deployment("celery", tmp_path_factory.mktemp("celery-deployment")) as deployment:
+def celery_deployment(
+    tmp_path_factory: pytest.TempPathFactory, system_databases: MetadataDatabases
+) -> Iterator[Deployment]:
+    with start_deployment("celery", tmp_path_factory.mktemp("celery-deployment"), system_databases) as deployment:
+        yield deployment
+
+
+@pytest.fixture(scope="session")
+def default_install(
+    tmp_path_factory: pytest.TempPathFactory, embedded_databases: MetadataDatabases
+) -> Iterator[Deployment]:
+    with start_default_install("local", tmp_path_factory.mktemp("default-install"), embedded_databases) as deployment:
+        yield deployment
+
+
+@pytest.fixture(scope="session")
+def default_install_celery(
+    tmp_path_factory: pytest.TempPathFactory, system_databases: MetadataDatabases
+) -> Iterator[Deployment]:
+    root = tmp_path_factory.mktemp("default-install-celery")
+    with start_default_install("celery", root, system_databases) as deployment:
         yield deployment

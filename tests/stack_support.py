@@ -1,4 +1,9 @@
-"""Real Airflow deployments for the tests: LocalExecutor + SQLite, or CeleryExecutor + PostgreSQL + Redis."""
+"""Real Airflow deployments for the tests: LocalExecutor on the embedded PostgreSQL server (the default install),
+or CeleryExecutor on the system PostgreSQL + Redis (production-shaped).
+
+Every deployment's metadata database is a copy of one migrated template per server and session
+(:class:`~include.metadata_db.MetadataDatabases`), so a deployment starts without migrating.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +12,14 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
+import psutil
 import pytest
 import redis
 
-from include.airflow_stack import AirflowStack, postgres_database, service_reachable
+from include.airflow_stack import AirflowStack, service_reachable
+from include.metadata_db import EmbeddedPostgres, MetadataDatabases
+
+SYSTEM_POSTGRES_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
 
 
 def require_celery_services() -> None:
@@ -21,6 +30,41 @@ def require_celery_services() -> None:
         if os.environ.get("CI") == "true":
             pytest.fail(reason + ": mandatory under CI=true")
         pytest.skip(reason)
+
+
+def postmasters(data_dir: Path) -> list[psutil.Process]:
+    """Running postgres server processes of ``data_dir`` (the postmaster: ``postgres -D <data_dir> ...``)."""
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        cmdline = proc.info["cmdline"] or []
+        if len(cmdline) > 2 and cmdline[0].endswith("/postgres") and cmdline[1:3] == ["-D", str(data_dir)]:
+            if alive(proc):
+                found.append(proc)
+    return found
+
+
+def alive(proc: psutil.Process) -> bool:
+    """Running and not a zombie (an exited process its parent has yet to reap)."""
+    try:
+        return proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+@pytest.fixture(scope="session")
+def embedded_databases(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MetadataDatabases]:
+    """Metadata databases on an embedded PostgreSQL server of this session (what ``make airflow`` runs on)."""
+    root = tmp_path_factory.mktemp("embedded-postgres")
+    with EmbeddedPostgres(root / "pgdata") as server, MetadataDatabases(server.admin_dsn(), root / "home") as dbs:
+        yield dbs
+
+
+@pytest.fixture(scope="session")
+def system_databases(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MetadataDatabases]:
+    """Metadata databases on the machine's PostgreSQL service (skipped without it, failed under CI=true)."""
+    require_celery_services()
+    with MetadataDatabases(SYSTEM_POSTGRES_DSN, tmp_path_factory.mktemp("system-postgres-home")) as dbs:
+        yield dbs
 
 
 @contextmanager
@@ -43,22 +87,34 @@ def redis_database() -> Iterator[str]:
 
 @contextmanager
 def airflow_stack(
-    home: Path, *, dags_folder: Path, env: Mapping[str, str], executor: str = "local"
+    home: Path,
+    *,
+    dags_folder: Path,
+    env: Mapping[str, str],
+    databases: MetadataDatabases,
+    executor: str = "local",
+    **options: object,
 ) -> Iterator[AirflowStack]:
-    """``local``: LocalExecutor on SQLite. ``celery``: CeleryExecutor, 2 workers, a fresh PostgreSQL DB, Redis."""
-    if executor == "local":
-        with AirflowStack(home, dags_folder=dags_folder, env=env) as stack:
-            yield stack
-        return
-    require_celery_services()
-    with postgres_database() as database_url, redis_database() as broker_url:
-        with AirflowStack(
+    """``local``: LocalExecutor. ``celery``: CeleryExecutor with 2 workers and a Redis broker.
+
+    The metadata database is a fresh copy of ``databases``' template; ``options`` go to :class:`AirflowStack`.
+    """
+    with databases.database() as database_url:
+        if executor == "local":
+            with AirflowStack(home, dags_folder=dags_folder, env=env, database_url=database_url, migrate=False,
+                              **options) as stack:
+                yield stack
+            return
+        require_celery_services()
+        with redis_database() as broker_url, AirflowStack(
             home,
             dags_folder=dags_folder,
             env=env,
-            executor="CeleryExecutor",
             database_url=database_url,
+            migrate=False,
+            executor="CeleryExecutor",
             broker_url=broker_url,
             celery_workers=2,
+            **options,
         ) as stack:
             yield stack

@@ -550,14 +550,17 @@ async def download(request: web.Request) -> web.StreamResponse:
     entry = {"job_id": job.id, "zip_sha256": built.zip_sha256, "member_sha256": built.member_sha256,
              "count": built.count, "bytes": built.bytes, "complete": False, "dropped": drop}
     sim.download_log.append(entry)
+    slow_chunk = [1024] if job.module in sim.settings.slow_download_modules else []
     try:
         with open(built.path, "rb") as fh:
             while sent < limit:
-                chunk = fh.read(min(CHUNK, limit - sent))
+                chunk = fh.read(min(CHUNK, limit - sent, *slow_chunk))
                 if not chunk:
                     break
                 await resp.write(chunk)
                 sent += len(chunk)
+                if job.module in sim.settings.slow_download_modules:
+                    await asyncio.sleep(len(chunk) / sim.settings.slow_download_rate)  # a slow network
         request["sent_bytes"] = sent
         if drop:
             request["log"].update(status=200, bytes=sent, user=request.get("user"), dropped=True)

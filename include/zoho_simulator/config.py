@@ -37,6 +37,9 @@ class Settings:
     unauthorized_modules: list[str] = field(default_factory=list)
     records: dict[str, int] = field(default_factory=dict)
     default_records: int = 300
+    slow_download_modules: list[str] = field(default_factory=list)
+    slow_download_rate: float = 4096.0
+    """Downloads of jobs of these modules are sent at slow_download_rate bytes/s (a slow network)."""
     ics_overrides: str = "with_series"
 
     def to_json(self) -> dict[str, Any]:
@@ -49,7 +52,9 @@ class Settings:
             if key not in known:
                 raise ValueError(f"unknown setting {key!r}; known: {', '.join(sorted(known))}")
             current = getattr(self, key)
-            if key in ("scopes", "no_permission_modules", "unauthorized_modules") and isinstance(value, str):
+            if key in ("scopes", "no_permission_modules", "unauthorized_modules", "slow_download_modules") and isinstance(
+                value, str
+            ):
                 value = split_list(value)
             if key == "records":
                 value = {**self.records, **{str(k): int(v) for k, v in dict(value).items()}}
@@ -139,6 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
       help="where an edited occurrence (RECURRENCE-ID) of an ICS export goes: right after its series, or 'apart': "
            "before the next event record and dated with its Modified_Time (another page, or a time range without "
            "its series)")
+    a("--slow-download-modules", default="", help="downloads of these modules' jobs are sent slowly (a slow "
+      "network), comma separated")
+    a("--slow-download-rate", type=float, default=4096.0, help="bytes per second of a slow download")
     a("--data-dir", default=None, help="directory for built zips (default: a temp dir removed at exit)")
     return p
 
@@ -153,7 +161,9 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         disposition=args.disposition, page_token_ttl=args.page_token_ttl,
         no_permission_modules=split_list(args.no_permission_modules),
         unauthorized_modules=split_list(args.unauthorized_modules), records=parse_records(args.records),
-        default_records=args.default_records, ics_overrides=args.ics_overrides,
+        default_records=args.default_records,
+        slow_download_modules=split_list(args.slow_download_modules), slow_download_rate=args.slow_download_rate,
+        ics_overrides=args.ics_overrides,
     )
     s.validate()
     return s

@@ -263,10 +263,14 @@ def test_revoked_token_is_invalidated_and_the_next_attempt_refreshes(
 
 
 def test_retry_delay_shorter_than_the_window_is_refused_before_any_request(
-    hook: ZohoCRMHook, sim: SimulatorProcess, tmp_path: Path, ctx: dict[str, Any]
+    hook: ZohoCRMHook, sim: SimulatorProcess, tmp_path: Path, ctx: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """A retry delay is raised to Zoho's window + margin where the task is defined; a connection declaring a
+    longer window than that is refused at run time, before any request."""
     from datetime import timedelta
 
+    for name, value in simulator_connection(sim, 600).items():
+        monkeypatch.setenv(name, value)
     op = operator({"job_id": "1"}, tmp_path / "out", retries=2, retry_delay=timedelta(seconds=0.5))
     with pytest.raises(AirflowFailException, match="retry_delay"):
         op.execute(ctx)

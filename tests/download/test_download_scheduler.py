@@ -2,7 +2,7 @@
 
 The session's deployments (tests/deployments.py): window compressed to WINDOW seconds (simulator and connection
 agree), limit 10. The simulator's request log is the judge: at most 10 download requests in every sliding window
-starting at any request, on LocalExecutor + SQLite and on CeleryExecutor with two workers + PostgreSQL + Redis.
+starting at any request, on LocalExecutor (embedded PostgreSQL) and on CeleryExecutor with two workers + PostgreSQL + Redis.
 """
 
 from __future__ import annotations

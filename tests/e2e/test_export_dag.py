@@ -1,6 +1,6 @@
 """The export DAG end to end under real Airflow: UI trigger with conf, a scheduled run, backfills and reruns.
 
-Runs on LocalExecutor + SQLite and on CeleryExecutor (2 workers) + PostgreSQL + Redis, against the simulator.
+Runs on LocalExecutor (embedded PostgreSQL) and on CeleryExecutor (2 workers) + PostgreSQL + Redis, against the simulator.
 Each scenario checks the exported record ids against the ids the simulator holds for the same interval.
 """
 
@@ -30,7 +30,7 @@ EVENTS = SIMULATOR_OPTIONS["records"]["Events"]
     params=[pytest.param("local", marks=LOCAL), pytest.param("celery", marks=CELERY)],
 )
 def deployment(request: pytest.FixtureRequest) -> Deployment:
-    """The session's LocalExecutor + SQLite or CeleryExecutor + PostgreSQL + Redis deployment."""
+    """The session's LocalExecutor (embedded PostgreSQL) or CeleryExecutor + PostgreSQL + Redis deployment."""
     deployment = request.getfixturevalue(f"{request.param}_deployment")
     deployment.stack.wait_for_dag(MAIN_DAG)
     return deployment
@@ -137,7 +137,7 @@ def test_backfill_exports_each_interval_and_a_second_backfill_replaces(deploymen
     stack, sim = deployment.stack, deployment.sim
     since = next_request_seq(sim)
     stack.wait_for_dag(SCHEDULED_DAG)
-    dates = (SCHEDULED_DAG, "2026-11-10", "2026-11-12")  # `airflow backfill create` over 3 daily intervals
+    dates = (SCHEDULED_DAG, "2026-11-10", "2026-11-12")  # 3 daily intervals, as the UI's Backfill dialog sends
     stack.create_backfill(*dates)
     first = _wait_for_runs(stack, SCHEDULED_DAG, "backfill", 3)
     for run in first:
@@ -159,7 +159,7 @@ def test_backfill_exports_each_interval_and_a_second_backfill_replaces(deploymen
         interval=1,
         what="the scheduler to mark the first backfill completed",
     )
-    stack.create_backfill(*dates, "--reprocess-behavior", "completed")
+    stack.create_backfill(*dates, reprocess_behavior="completed")
 
     def replaced() -> bool:
         manifests = [deployment.export_dir / "Leads" / key / "manifest.json" for key in keys_before]

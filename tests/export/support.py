@@ -19,7 +19,7 @@ def extracted(staging: Path, page: int, job_id: str, csv: bytes | None = None, c
     """Download (a zip in staging), unzip and extract one page; returns the unzip step's page record."""
     downloads = staging / DOWNLOADS_SUBDIR
     downloads.mkdir(parents=True, exist_ok=True)
-    archive = write_zip(downloads / f"{job_id}.zip", [(f"{job_id}.csv", csv or good_csv(count))])
+    archive = write_zip(downloads / f"{job_id}.zip", [(f"{job_id}.csv", csv or good_csv(count, first=page * 1000))])
     download = {"page": page, "job_id": job_id, "file_type": "csv", "path": str(archive), "count": count,
                 "sha256": file_sha256(archive)}
     return unzip_page(download, staging)

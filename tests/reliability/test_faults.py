@@ -1,6 +1,6 @@
 """Reliability and security proof (issue 7): faults, hostile inputs and secrets under the real scheduler.
 
-One LocalExecutor + SQLite stack for the module. The main DAG (``zoho_crm_bulk_read``) talks to the main
+One LocalExecutor stack (embedded PostgreSQL) for the module. The main DAG (``zoho_crm_bulk_read``) talks to the main
 simulator, which the hostile Params must never reach; every scenario, the clean reference run included, runs the
 same DAG factory as ``zoho_rel_<name>`` (tests/reliability/dags) on its own connection and simulator, all
 triggered at once, so the scenarios run at the same time without disturbing each other, and each
@@ -23,10 +23,10 @@ from typing import Any
 import pytest
 
 from include.airflow_stack import REPO_ROOT, AirflowStack
+from include.metadata_db import MetadataDatabases
 from include.zoho_simulator.process import SimulatorProcess
 from tests.deployments import LOCAL
 from tests.reliability.slow_proxy import slow_proxy
-from tests.reliability.sqlite_tuning import create_wal_database
 from tests.reliability.support import (
     CLIENT_SECRET,
     REFRESH_TOKEN,
@@ -43,6 +43,7 @@ from tests.reliability.support import (
     task_log,
     token_request_bound,
 )
+from tests.stack_support import airflow_stack
 from zoho_crm.rate_limit import max_in_sliding_window
 
 pytestmark = LOCAL
@@ -57,7 +58,7 @@ STUCK_TIMEOUT = 20
 TOKEN_LIFETIME = 5
 KILL_RECORDS = 20_000
 KILL_BYTES_PER_SECOND = 400_000
-PARALLELISM = 8  # running tasks at once: a 2-core machine and one SQLite file
+PARALLELISM = 8  # running tasks at once: a 2-core machine
 BAD_SECRET = "wrong-client-secret-4f1c9a"
 HOSTILE_SCOPES = ["ZohoCRM.modules.ALL", "ZohoCRM.settings.fields.READ"]  # no ZohoCRM.bulk.read
 
@@ -106,7 +107,9 @@ class Deployment:
 
 
 @pytest.fixture(scope="module")
-def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
+def deployment(
+    tmp_path_factory: pytest.TempPathFactory, embedded_databases: MetadataDatabases
+) -> Iterator[Deployment]:
     root = tmp_path_factory.mktemp("reliability")
     dags = root / "dags"
     dags.mkdir()
@@ -133,10 +136,9 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
             env[f"AIRFLOW_CONN_{dag_of(name).upper()}"] = connection_json(
                 api, sim.url, WINDOW, **HOSTILE_CONNECTIONS.get(name, {})
             )
-        database_url = create_wal_database(root / "airflow" / "airflow.db")
         stack = stack_of.enter_context(
-            AirflowStack(root / "airflow", dags_folder=dags, env=env, database_url=database_url,
-                         parallelism=PARALLELISM)
+            airflow_stack(root / "airflow", dags_folder=dags, env=env, databases=embedded_databases,
+                          parallelism=PARALLELISM)
         )
         for dag_id in (MAIN_DAG, *map(dag_of, DAG_OPTIONS)):
             stack.wait_for_dag(dag_id)

@@ -1,4 +1,4 @@
-"""A DAG (operator -> sensors) run by the real scheduler + triggerer (LocalExecutor, SQLite).
+"""A DAG (operator -> sensors) run by the real scheduler + triggerer (LocalExecutor, embedded PostgreSQL).
 
 Shows: the sensor is DEFERRED (no worker slot) while the Zoho job runs, the run succeeds with the job result in
 XCom, every task and the triggerer share one access token, and no secret reaches a task log.

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import logging
 import os
 import socket
 import threading
@@ -63,6 +64,7 @@ MAX_NAME_BYTES = 200
 PROGRESS_SECONDS = 5.0
 PROGRESS_BYTES = 25 * 1024 * 1024
 FILE_CONTENT_TYPES = frozenset({"application/zip", "application/x-download", "application/octet-stream"})
+_log = logging.getLogger(__name__)
 JOB_FIELDS = ("module", "file_type", "page", "count", "per_page", "more_records", "next_page_token")
 
 
@@ -294,6 +296,28 @@ class SlotHoldTrigger(DateTimeTrigger):
         yield TaskSuccessEvent() if self.end_from_trigger else TriggerEvent(self.moment)
 
 
+MIN_RETRY_DELAY = timedelta(seconds=DEFAULT_DOWNLOAD_WINDOW_SECONDS + 5)
+"""The shortest retry delay of a download task: Zoho's 60 s window plus a margin for clocks and scheduling."""
+
+
+def _safe_retry_delays(task_id: str, delays: Mapping[str, timedelta | float | None]) -> dict[str, timedelta]:
+    """The given ``retry_delay`` / ``max_retry_delay`` raised to :data:`MIN_RETRY_DELAY` (one log line each);
+    None (no ``max_retry_delay``) is left out."""
+    safe = {}
+    for name, value in delays.items():
+        if value is None:
+            continue
+        delay = value if isinstance(value, timedelta) else timedelta(seconds=float(value))
+        if delay < MIN_RETRY_DELAY:
+            _log.info(
+                "%s of %s raised from %.0f s to %.0f s: a retry must not start inside the rate-limit window of "
+                "the previous download request", name, task_id, delay.total_seconds(), MIN_RETRY_DELAY.total_seconds(),
+            )
+            delay = MIN_RETRY_DELAY
+        safe[name] = delay
+    return safe
+
+
 class ZohoBulkReadDownloadOperator(BaseOperator):
     """Download the zip of a completed Bulk Read job, holding a rate-limit pool slot for a window per request.
 
@@ -307,8 +331,10 @@ class ZohoBulkReadDownloadOperator(BaseOperator):
     :param max_attempts: download requests this task try may make (429, 5xx, dropped body, expired token).
     :param hold_margin_seconds: extra hold past the window, covering clock differences between hosts.
 
-    Airflow ``retry_delay`` defaults to window + 5 s and must be >= the window, so a retry after a killed worker
-    cannot start a request inside the window of the killed one.
+    ``retry_delay`` (and ``max_retry_delay``) are raised to at least Zoho's window + 5 s
+    (:data:`MIN_RETRY_DELAY`) where the task is defined, for ``partial()`` too, whatever the DAG's
+    ``default_args`` say: the scheduler schedules a retry from the serialized task, so a retry after a killed
+    worker can never start a request inside the window of the killed one.
     """
 
     template_fields = ("job", "output_dir")
@@ -325,8 +351,10 @@ class ZohoBulkReadDownloadOperator(BaseOperator):
         hold_margin_seconds: float = HOLD_MARGIN_SECONDS,
         **kwargs: Any,
     ) -> None:
-        kwargs.setdefault("retry_delay", timedelta(seconds=DEFAULT_DOWNLOAD_WINDOW_SECONDS + 5))
         super().__init__(pool=pool, **kwargs)
+        delays = {"retry_delay": self.retry_delay, "max_retry_delay": self.max_retry_delay}
+        for name, delay in _safe_retry_delays(self.task_id, delays).items():
+            setattr(self, name, delay)
         if max_attempts < 1:
             raise ValueError(f"max_attempts must be >= 1, got {max_attempts}")
         self.job = job
@@ -334,6 +362,16 @@ class ZohoBulkReadDownloadOperator(BaseOperator):
         self.zoho_conn_id = zoho_conn_id
         self.max_attempts = max_attempts
         self.hold_margin_seconds = hold_margin_seconds
+
+    @classmethod
+    def partial(cls, **kwargs: Any) -> Any:
+        """``BaseOperator.partial`` with the retry delays raised as in ``__init__``: a mapped task is retried
+        by the scheduler from these partial kwargs, never from an instance built on a worker."""
+        operator_partial = super().partial(**kwargs)
+        given = operator_partial.kwargs
+        delays = {"retry_delay": given["retry_delay"], "max_retry_delay": given.get("max_retry_delay")}
+        given.update(_safe_retry_delays(kwargs["task_id"], delays))
+        return operator_partial
 
     # -- Airflow entry points ----------------------------------------------------------------------------
 
