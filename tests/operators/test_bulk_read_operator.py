@@ -127,3 +127,17 @@ def test_wait_deferred_then_resumed(sim):
 def test_failed_events_fail_the_task(event, says):
     with pytest.raises(AirflowFailException, match=says):
         operator().execute_complete({}, event)
+
+
+def test_token_throttle_while_waiting_in_process_is_waited_out_like_the_trigger(sim, monkeypatch, tmp_path):
+    """Access Denied while polling in the worker: keep waiting (the job is not lost to a task retry that would create
+    a new one), polling no faster than the trigger; here the wait times out, naming the throttle."""
+    from zoho_crm.hooks.zoho_crm import ZohoCRMHook
+    from zoho_crm.operators.bulk_read import wait_in_process
+
+    job_id = operator().execute({})["job_id"]
+    sim.set_faults(token_limit=1)
+    use_simulator(monkeypatch, sim, tmp_path / "waiting-cache")
+    with pytest.raises(AirflowFailException, match=r"did not finish: waited 1s.*Access Denied"):
+        wait_in_process(ZohoCRMHook(), job_id, poll_interval=0.1, max_poll_interval=0.2, timeout=1)
+    assert [r["status"] for r in sim.requests("token")] == [200, 400]

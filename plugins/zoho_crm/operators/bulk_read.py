@@ -13,7 +13,12 @@ from airflow.sdk.exceptions import AirflowFailException
 from zoho_crm.bulk_read_query import InvalidBulkReadQuery, build_bulk_read_body
 from zoho_crm.errors import ZohoError, valid_job_id
 from zoho_crm.hooks.zoho_crm import ZohoCRMHook
-from zoho_crm.triggers.bulk_read_job import ZohoBulkReadJobTrigger, job_failure, job_result
+from zoho_crm.triggers.bulk_read_job import (
+    THROTTLED_POLL_SECONDS,
+    ZohoBulkReadJobTrigger,
+    job_failure,
+    job_result,
+)
 
 DEFAULT_TIMEOUT_SECONDS = 6 * 3600
 
@@ -85,23 +90,32 @@ def wait_in_process(
     started = time.monotonic()
     interval = poll_interval
     state = None
+    problem = ""
     while True:
+        throttled = False
         try:
             details = hook.get_bulk_read_job(job_id)
         except ZohoError as err:
-            raise task_error(err) from err
-        state = details.get("state")
-        if state == "COMPLETED":
-            return job_result(details)
-        if state == "FAILURE":
-            code, message = job_failure(details)
-            return job_result_from_event({"status": "failed", "job_id": job_id, "code": code, "message": message})
+            if err.retryable or err.fails_fast:
+                raise task_error(err) from err
+            # Zoho's token throttle (Access Denied): waited out like the trigger does, the job is not lost.
+            throttled, problem = True, str(err)
+            hook.log.warning("Could not read job %s this time, will poll again: %s", job_id, err)
+        else:
+            state = details.get("state")
+            if state == "COMPLETED":
+                return job_result(details)
+            if state == "FAILURE":
+                code, message = job_failure(details)
+                return job_result_from_event({"status": "failed", "job_id": job_id, "code": code, "message": message})
         waited = time.monotonic() - started
         if waited >= timeout:
+            message = f"Last problem: {problem}." if problem else ""
             return job_result_from_event(
-                {"status": "timeout", "job_id": job_id, "state": state, "waited_seconds": round(waited), "message": ""}
+                {"status": "timeout", "job_id": job_id, "state": state, "waited_seconds": round(waited),
+                 "message": message}
             )
-        time.sleep(min(interval, timeout - waited))
+        time.sleep(min(max(interval, THROTTLED_POLL_SECONDS) if throttled else interval, timeout - waited))
         interval = min(interval * 1.5, max_poll_interval)
 
 
