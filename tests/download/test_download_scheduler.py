@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.deployments import CELERY, LOCAL, SQLITE_GROUP, WINDOW, Deployment
+from tests.deployments import CELERY, EMBEDDED_GROUP, LOCAL, WINDOW, Deployment
 from tests.download.download_checks import (
     LIMIT,
     POOL,
@@ -85,7 +85,7 @@ def test_foreign_downloads_cause_429s_that_are_waited_out(deployment: Deployment
 
 
 @pytest.mark.stack
-@pytest.mark.xdist_group(SQLITE_GROUP)
+@pytest.mark.xdist_group(EMBEDDED_GROUP)
 def test_a_pool_wider_than_the_limit_is_held_to_the_limit_by_the_ledger(
     local_deployment: Deployment, tmp_path: Path
 ) -> None:
