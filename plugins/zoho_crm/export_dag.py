@@ -31,6 +31,18 @@ log = logging.getLogger(__name__)
 CONFIG_PATH = Path(__file__).resolve().parents[2] / "include" / "zoho_crm_exports.json"
 
 
+RETRY_DEFAULTS: dict[str, Any] = {
+    "retries": 5,
+    "retry_delay": timedelta(seconds=30),
+    "retry_exponential_backoff": 2.0,
+    "max_retry_delay": timedelta(minutes=10),
+}
+"""Transient failures (Zoho 5xx past the hook's own retries, a lost worker) are retried after 30 s, 1, 2, 4 and 8
+minutes (plus Airflow's jitter): about a quarter of an hour, more than Zoho's 10-minute token throttle window
+("Access Denied"). Bad input fails at once, without retries. The download task raises its delays to the rate-limit
+window (``MIN_RETRY_DELAY``)."""
+
+
 def exports_alias(dag_id: str) -> AssetAlias:
     """The alias through which a DAG's manifest task updates the exported module's Asset (one alias per DAG)."""
     return AssetAlias(f"zoho-crm-exports/{dag_id}")
@@ -151,7 +163,7 @@ def build_export_dag(
         start_date=start_date or pendulum.datetime(2026, 1, 1, tz="UTC"),
         catchup=catchup,
         params=export_params(module, list(fields or []), file_type, list(custom)),
-        default_args={"retries": 2, "retry_delay": timedelta(seconds=30)},
+        default_args=RETRY_DEFAULTS,
         tags=["zoho-crm", *(tags or [])],
         description=description or f"Export Zoho CRM {module} with Bulk Read, validated, page by page.",
         doc_md=__doc__,
