@@ -18,6 +18,7 @@ Example::
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import shutil
@@ -28,6 +29,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+import psutil
 
 from include.airflow_stack import REPO_ROOT, AirflowStack, free_port
 
@@ -144,11 +147,22 @@ class EmbeddedPostgres:
     # -- lifecycle -------------------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Initialise the data directory if new, stop a server left running by a killed owner, start."""
+        """Initialise the data directory if new, stop a server left running by a killed owner, start.
+
+        Raises ``RuntimeError`` when the server is running for a live owner (another `make airflow` or `make demo`
+        on the same ``AIRFLOW_HOME``): stopping it would pull the database from under that Airflow.
+        """
         self._prepare_directories()
         if not (self.data_dir / "PG_VERSION").exists():
             self._run("initdb", "-D", str(self.data_dir), "-U", SUPERUSER, "--auth=trust", "--encoding=UTF8")
         if self._running():
+            owner = self._live_owner()
+            if owner is not None:
+                raise RuntimeError(
+                    f"the PostgreSQL server in {self.data_dir} is in use by process {owner} (another `make "
+                    "airflow` or `make demo` with this AIRFLOW_HOME): stop that one first, or set another "
+                    "AIRFLOW_HOME"
+                )
             self._pg_ctl("stop", "-m", "fast", check=False)  # left behind by a kill -9 of its owner
         self.port = free_port()
         options = " ".join(
@@ -156,12 +170,30 @@ class EmbeddedPostgres:
              *(f"-c {key}={value}" for key, value in SERVER_SETTINGS.items())]
         )
         self._pg_ctl("start", "-w", "-t", str(START_TIMEOUT_SECONDS), "-o", options, "-l", str(self.log_file))
+        me = psutil.Process()
+        self._owner_file.write_text(json.dumps({"pid": me.pid, "started": me.create_time()}))
 
     def stop(self) -> None:
-        """Stop the server (fast shutdown: open sessions are ended). Does nothing when it is not running."""
-        if self._running():
+        """Stop the server this object started (fast shutdown: open sessions are ended)."""
+        if self.port is not None and self._running():
             self._pg_ctl("stop", "-m", "fast", "-w", check=False)
+        self._owner_file.unlink(missing_ok=True)
         self.port = None
+
+    @property
+    def _owner_file(self) -> Path:
+        return self.data_dir.parent / f"{self.data_dir.name}.owner"
+
+    def _live_owner(self) -> int | None:
+        """The pid of the live process that started the running server, if it is still alive."""
+        try:
+            owner = json.loads(self._owner_file.read_text())
+            process = psutil.Process(owner["pid"])
+            if process.create_time() == owner["started"] and process.status() != psutil.STATUS_ZOMBIE:
+                return int(owner["pid"])
+        except (FileNotFoundError, ValueError, KeyError, psutil.NoSuchProcess):
+            pass
+        return None
 
     @property
     def log_file(self) -> Path:

@@ -75,3 +75,14 @@ def test_a_killed_server_is_started_again(tmp_path: Path) -> None:
         assert (data_dir / "postmaster.pid").exists(), "stale pid file left behind"
     with EmbeddedPostgres(data_dir) as server:
         assert "kept" in databases(server)
+
+
+def test_a_server_in_use_by_a_live_owner_is_left_alone(tmp_path: Path) -> None:
+    """A second `make demo` beside a running `make airflow` must not pull the database from under it."""
+    data_dir = tmp_path / "pgdata"
+    with EmbeddedPostgres(data_dir) as server:
+        server.ensure_database("busy")
+        with pytest.raises(RuntimeError, match=r"in use by process \d+ .* stop that one first"):
+            EmbeddedPostgres(data_dir).start()
+        assert "busy" in databases(server), "the first owner's server still answers"
+    assert postmasters(data_dir) == []
