@@ -12,11 +12,15 @@ SIM_PORT ?= 8799
 help:
 	@echo "make demo | test | sim | bench | lint | airflow | validate ZIP=... FILE_TYPE=csv|ics | clean"
 
-$(STAMP): requirements.txt requirements-test.txt constraints.txt
+# The venv: the pinned requirements, then the provider itself (plugins/zoho_crm, editable, from pyproject.toml):
+# Airflow registers the zoho_crm connection type (its form and Test button) only from an installed provider.
+$(STAMP): requirements.txt requirements-test.txt constraints.txt pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11 or run make PYTHON=/path/to/python3.11"; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements-test.txt -c constraints.txt
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	rm -rf plugins/*.egg-info  # setuptools' build leftover: on sys.path it would be a second copy of the provider
 	touch $(STAMP)
 
 venv: $(STAMP)

@@ -26,6 +26,9 @@ DEMO_SIMULATOR_OPTIONS: dict[str, Any] = {
 }
 """Leads: 2,500 records at 1,000 a page = 3 pages; Events: one ICS page. Rate limits: the simulator's defaults,
 which are Zoho's."""
+DEFAULT_INSTALL_SETTINGS: dict[str, str] = {"AIRFLOW__CORE__TEST_CONNECTION": "Enabled"}
+"""Airflow settings of the default install beyond the harness's: the connection form's Test button (Airflow 3.3
+keeps it disabled unless ``[core] test_connection`` is ``Enabled``). The tests' default install uses them too."""
 
 
 def simulator_connection(
@@ -72,4 +75,5 @@ def default_install_env(home: Path, database_url: str, export_dir: Path) -> dict
         "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": database_url,
         "ZOHO_EXPORT_DIR": str(export_dir),
+        **DEFAULT_INSTALL_SETTINGS,
     }

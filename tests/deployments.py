@@ -30,7 +30,7 @@ from typing import Any
 import pytest
 
 from include.airflow_stack import REPO_ROOT, AirflowStack
-from include.local_setup import DEMO_SIMULATOR_OPTIONS, simulator_connection
+from include.local_setup import DEFAULT_INSTALL_SETTINGS, DEMO_SIMULATOR_OPTIONS, simulator_connection
 from include.metadata_db import MetadataDatabases
 from include.zoho_simulator.process import SimulatorProcess
 from tests.stack_support import airflow_stack
@@ -105,7 +105,7 @@ def start_deployment(executor: str, root: Path, databases: MetadataDatabases) ->
 def start_default_install(executor: str, root: Path, databases: MetadataDatabases) -> Iterator[Deployment]:
     """What a user runs: the shipped dags/ untouched, the README's connection, Zoho's real limits."""
     with SimulatorProcess(**DEFAULT_INSTALL_SIMULATOR) as sim:
-        env = {**simulator_connection(sim), "ZOHO_EXPORT_DIR": str(root / "output")}
+        env = {**simulator_connection(sim), **DEFAULT_INSTALL_SETTINGS, "ZOHO_EXPORT_DIR": str(root / "output")}
         with airflow_stack(root / "airflow", dags_folder=REPO_ROOT / "dags", env=env, executor=executor,
                            databases=databases) as stack:
             # The README's default token cache: $AIRFLOW_HOME/zoho_crm_token_cache.

@@ -262,6 +262,39 @@ def test_dockerfile_installs_the_pinned_requirements_from_the_build_context() ->
         assert f"!{source}" in ignored or "*" not in ignored, f".dockerignore leaves {source} out of the context"
 
 
+def test_the_image_installs_the_provider_editable_where_compose_mounts_its_code(common: dict[str, Any]) -> None:
+    """The provider is installed the way `make` installs it (pip install --no-deps -e <project>), from a project
+    directory whose plugins/ is the one compose mounts, so the installed provider runs the mounted code; and the
+    connection form's Test button is enabled as in the default install."""
+    from include.local_setup import DEFAULT_INSTALL_SETTINGS
+
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    install = re.search(r"^RUN pip install --no-cache-dir --no-deps -e (?P<project>/\S+) ", dockerfile, re.M)
+    assert install, "the Dockerfile must install the provider with pip install --no-deps -e <dir>"
+    project = install["project"].rstrip("/")
+    copied = {}  # build-context path -> image path
+    for line in re.findall(r"^COPY\s+(.+)$", dockerfile, re.M):
+        *sources, dest = [word for word in shlex.split(line) if not word.startswith("--")]
+        for source in sources:
+            copied[source] = dest + source if dest.endswith("/") else dest
+    assert copied.get("pyproject.toml") == f"{project}/pyproject.toml"
+    assert copied.get("plugins/zoho_crm") == f"{project}/plugins/zoho_crm"
+    assert dockerfile.index("-r /opt/requirements/requirements.txt") < install.start(), "requirements first"
+    assert "$(BIN)/python -m pip install --quiet --no-deps -e ." in (ROOT / "Makefile").read_text()
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert pyproject["tool"]["setuptools"]["packages"]["find"]["where"] == ["plugins"]
+    assert pyproject["project"]["entry-points"]["apache_airflow_provider"]["provider_info"] == (
+        "zoho_crm.get_provider_info:get_provider_info"
+    )
+    assert _mounts(common)[f"{project}/plugins"] == "./plugins", "the mounted plugins/ is the installed code"
+    assert f"{project}/plugins" in common["environment"]["PYTHONPATH"].split(":")
+    ignored = (ROOT / ".dockerignore").read_text().splitlines()
+    assert {"!pyproject.toml", "!plugins/zoho_crm"} <= set(ignored), ".dockerignore leaves the provider out"
+    assert DEFAULT_INSTALL_SETTINGS == {"AIRFLOW__CORE__TEST_CONNECTION": "Enabled"}
+    for key, value in DEFAULT_INSTALL_SETTINGS.items():
+        assert common["environment"].get(key) == value, f"{key} must be {value} as in the default install"
+
+
 def test_compose_defaults_contain_no_braces() -> None:
     """Compose ends ${NAME:-default} at the first "}", so a default holding JSON would corrupt overrides."""
     text = COMPOSE_FILE.read_text()

@@ -1,4 +1,9 @@
-"""The ``zoho_crm_default`` connection: parsing, checks and the Zoho host tables per data centre/environment."""
+"""The ``zoho_crm_default`` connection: parsing, checks and the Zoho host tables per data centre/environment.
+
+Two connection forms, one meaning: the provider's ``zoho_crm`` type (the UI form's fields, which Airflow stores in
+the extra JSON under their own names; a ``extra__zoho_crm__<name>`` key, Airflow 2's prefixed form, is read too) and
+the README's ``http`` type with the same keys typed as extras. Both read the same extra keys.
+"""
 
 from __future__ import annotations
 
@@ -37,9 +42,13 @@ ACCOUNTS_URLS = {
     "sa": "https://accounts.zoho.sa",
 }
 
+CONN_TYPE = "zoho_crm"
+PREFIXED_EXTRA = f"extra__{CONN_TYPE}__"
+"""Airflow 2's key prefix of a connection type's form fields in the extra (read as the unprefixed key)."""
+
 CONNECTION_EXAMPLE = json.dumps(
     {
-        "conn_type": "http",
+        "conn_type": CONN_TYPE,
         "login": "<client id, e.g. 1000.ABC123>",
         "password": "<client secret>",
         "extra": {
@@ -80,8 +89,21 @@ def _problem(conn_id: str, what: str) -> ZohoConfigError:
         f"Connection {conn_id!r}: {what}. A correct connection (e.g. AIRFLOW_CONN_{conn_id.upper()} as JSON) "
         f"looks like {CONNECTION_EXAMPLE}",
         code="CONNECTION_CONFIG",
+        details={"problem": what},
         resolution="Fix the connection and run the task again.",
     )
+
+
+def connection_extra(conn: Any) -> dict[str, Any]:
+    """The connection's Zoho settings from its extra: the keys as the README names them; a form field stored
+    Airflow 2's way (``extra__zoho_crm__<name>``) counts when the plain key is absent or empty."""
+    extra = dict(conn.extra_dejson or {})
+    for key in [key for key in extra if key.startswith(PREFIXED_EXTRA)]:
+        value = extra.pop(key)
+        name = key[len(PREFIXED_EXTRA):]
+        if extra.get(name) in (None, ""):
+            extra[name] = value
+    return extra
 
 
 def _url(conn_id: str, name: str, value: Any) -> str | None:
@@ -132,7 +154,7 @@ class ZohoConnectionConfig:
         """Build from an Airflow Connection; raise ZohoConfigError naming the missing or wrong piece."""
         conn_id = getattr(conn, "conn_id", None) or "zoho_crm_default"
         try:
-            extra = dict(conn.extra_dejson or {})
+            extra = connection_extra(conn)
         except Exception:
             raise _problem(conn_id, "extra is not valid JSON") from None
         if not conn.login:

@@ -27,18 +27,23 @@ from zoho_crm.errors import (
     ZohoConfigError,
     ZohoError,
     ZohoRequestError,
+    ZohoScopeError,
     ZohoTransientError,
     error_from_response,
     redact,
     valid_job_id,
 )
-from zoho_crm.hooks.connection import ZOHO_API_HOSTS, ZohoConnectionConfig
+from zoho_crm.hooks.connection import CONN_TYPE, ZOHO_API_HOSTS, ZohoConnectionConfig
 from zoho_crm.hooks.token_cache import AccessToken, TokenCache
 from zoho_crm.modules import FIELDS_READ_SCOPE
 
 T = TypeVar("T")
 ERROR_BODY_BYTES = 64 * 1024
 """How much of a download's error answer is read: Zoho's are a few hundred bytes; a hostile one may be huge."""
+TEST_TIMEOUT_SECONDS = 15.0
+"""Timeout of each request of :meth:`ZohoCRMHook.test_connection` (one attempt each: a person waits for it)."""
+TEST_MODULE = "Leads"
+"""The module whose field metadata :meth:`ZohoCRMHook.test_connection` reads (every org has Leads)."""
 
 
 class _ZohoHttpHook(HttpHook):
@@ -91,7 +96,11 @@ class ZohoCRMHook(BaseHook):
 
     Connection: login = client id, password = client secret; extras refresh_token, data_center (us eu in au jp cn
     ca sa), environment (production sandbox developer), api_version (v8), optional api_domain / accounts_url
-    overrides, download_limit, download_window_seconds, token_cache_dir. Conn type: ``http`` in the UI.
+    overrides, download_limit, download_window_seconds, token_cache_dir. Conn type ``zoho_crm`` (this provider's
+    form, see ``zoho_crm.get_provider_info``), or ``http`` with the same extras typed as JSON.
+
+    ``use_token_cache=False``: access tokens live in this hook object only, no file is read or written (the
+    connection test uses it, so it neither needs nor changes the deployment's shared cache).
 
     Retries (all calls except :meth:`open_download`): 429, 5xx, connection errors and timeouts with exponential
     backoff (``retry_attempts``, ``retry_min_wait``..``retry_max_wait`` seconds). A 401 INVALID_TOKEN /
@@ -100,7 +109,7 @@ class ZohoCRMHook(BaseHook):
 
     conn_name_attr = "zoho_conn_id"
     default_conn_name = "zoho_crm_default"
-    conn_type = "http"
+    conn_type = CONN_TYPE
     hook_name = "Zoho CRM"
 
     def __init__(
@@ -111,6 +120,7 @@ class ZohoCRMHook(BaseHook):
         retry_min_wait: float = 1.0,
         retry_max_wait: float = 30.0,
         timeout: float = 60.0,
+        use_token_cache: bool = True,
     ) -> None:
         super().__init__()
         self.zoho_conn_id = zoho_conn_id
@@ -118,7 +128,9 @@ class ZohoCRMHook(BaseHook):
         self.retry_min_wait = retry_min_wait
         self.retry_max_wait = retry_max_wait
         self.timeout = timeout
+        self.use_token_cache = use_token_cache
         self._config: ZohoConnectionConfig | None = None
+        self._own_token: AccessToken | None = None
 
     # -- configuration -------------------------------------------------------------------------------------
     @staticmethod
@@ -288,9 +300,17 @@ class ZohoCRMHook(BaseHook):
         return await self._awith_retries(attempt)
 
     def _token(self) -> AccessToken:
+        if not self.use_token_cache:
+            if self._own_token is None or not self._own_token.is_fresh():
+                self._own_token = self._fetch_token()
+            return self._own_token
         return self._token_cache(self.config).get(self._fetch_token)
 
     async def _atoken(self) -> AccessToken:
+        if not self.use_token_cache:
+            if self._own_token is None or not self._own_token.is_fresh():
+                self._own_token = await self._afetch_token()
+            return self._own_token
         return await self._token_cache(await self.aget_config()).aget(self._afetch_token)
 
     def get_access_token(self) -> str:
@@ -305,13 +325,104 @@ class ZohoCRMHook(BaseHook):
         """Async :meth:`get_access_token`."""
         return (await self._atoken()).token
 
+    def _forget_own_token(self, token: str) -> bool:
+        """Without the cache: drop the hook's own token if it is ``token``; True when there is no cache."""
+        if self.use_token_cache:
+            return False
+        if self._own_token is not None and self._own_token.token == token:
+            self._own_token = None
+        return True
+
     def invalidate_token(self, token: str) -> None:
         """Drop ``token`` from the shared cache, only if the cache still holds that token."""
-        self._token_cache(self.config).invalidate(token)
+        if not self._forget_own_token(token):
+            self._token_cache(self.config).invalidate(token)
 
     async def ainvalidate_token(self, token: str) -> None:
         """Async :meth:`invalidate_token`."""
-        await self._token_cache(await self.aget_config()).ainvalidate(token)
+        if not self._forget_own_token(token):
+            await self._token_cache(await self.aget_config()).ainvalidate(token)
+
+    # -- the UI's Test button ------------------------------------------------------------------------------
+    def test_connection(self) -> tuple[bool, str]:
+        """Check the connection as Airflow's Test button (and ``airflow connections test``) does: refresh an access
+        token and read the field metadata of Leads (one cheap GET), each once, with a short timeout.
+
+        The token is fresh and kept in memory only: the deployment's token cache is neither read nor written
+        (the api-server tests under a temporary connection id, maybe with credentials not yet saved). Returns
+        ``(ok, message)``; the message names the problem as far as Zoho's answer tells it, never a secret.
+        """
+        probe = ZohoCRMHook(
+            self.zoho_conn_id, retry_attempts=1, timeout=min(self.timeout, TEST_TIMEOUT_SECONDS),
+            use_token_cache=False,
+        )
+        try:
+            config = probe.config
+        except ZohoConfigError as err:
+            return False, f"The connection is incomplete: {err.details.get('problem') or err.message}."
+        secrets = (config.client_secret, config.refresh_token)
+        try:
+            token = probe._token()
+        except ZohoError as err:
+            return False, redact(self._token_problem(err, config), secrets)
+        base = config.api_base(token.api_domain)
+        try:
+            fields = probe.get_field_metadata(TEST_MODULE)
+        except ZohoScopeError:
+            return True, redact(
+                f"Zoho accepted the credentials ({config.accounts_url} issued an access token), but the refresh "
+                f"token lacks the scope ZohoCRM.settings.fields.READ, so {base} could not be read: exports work "
+                "with ZohoCRM.bulk.read and the modules' READ scopes, without CSV type checks.",
+                (*secrets, token.token),
+            )
+        except ZohoError as err:
+            return False, redact(
+                f"Zoho accepted the credentials ({config.accounts_url} issued an access token), but reading the "
+                f"{TEST_MODULE} fields from {base} failed: {err}. Check the Environment, the API version and the "
+                "API host override.",
+                (*secrets, token.token),
+            )
+        return True, (
+            f"Connected to Zoho CRM: {config.accounts_url} issued an access token for client {config.client_id} "
+            f"(data centre {config.data_center}, {config.environment}), and {base} answered with the "
+            f"{len(fields)} fields of {TEST_MODULE} (API {config.api_version})."
+        )
+
+    @staticmethod
+    def _token_problem(err: ZohoError, config: ZohoConnectionConfig) -> str:
+        """What a failed token refresh means for the person filling in the form."""
+        accounts = config.accounts_url
+        override = config.accounts_url_override is not None
+        where = "the Accounts host override" if override else f"data centre {config.data_center!r}"
+        if err.code == "invalid_client":
+            return (
+                f"Zoho refused the client (invalid_client) at {accounts}: either the Client ID or the Client Secret "
+                f"is wrong, or the client was created in another data centre than the one asked ({where}, "
+                f"{accounts}) -- Zoho knows a client only in its own data centre. Check Client ID, Client Secret "
+                f"and Data centre{' (and the Accounts host override)' if override else ''}."
+            )
+        if err.code == "invalid_code":
+            return (
+                f"Zoho refused the refresh token (invalid_code) at {accounts}: it is wrong, revoked, or was "
+                "generated for another client or data centre. Generate a new refresh token for this client and "
+                "put it in the Refresh token field."
+            )
+        if err.code == "Access Denied":
+            return (
+                f"Zoho is throttling token requests for this refresh token (Access Denied at {accounts}: at most "
+                "10 per 10 minutes). The credentials may be right: wait up to 10 minutes and test again."
+            )
+        if err.code == "CONNECTION":
+            return (
+                f"Could not reach Zoho's accounts server {accounts} ({err.details.get('error') or err.message}). "
+                "Check the Data centre (or the Accounts host override) and that the Airflow api-server can reach it."
+            )
+        if isinstance(err, ZohoTransientError):
+            return (
+                f"Zoho's accounts server {accounts} failed the token request: {err}. The credentials were not "
+                "checked: test again later."
+            )
+        return f"The token request to {config.token_url} failed: {err}"
 
     # -- sync calls ----------------------------------------------------------------------------------------
     @staticmethod
