@@ -123,7 +123,11 @@ def export_params(module: str, fields: list[str], file_type: str, custom_modules
             '"comparator": "equal", "value": "Contacted"}, or {"group_operator": "and", "group": [...]}.',
             **criteria_schema(),
         ),
-        "cvid": Param(None, type=["null", "string"], pattern=r"^[0-9]*$", title="Custom view id"),
+        "cvid": Param(
+            None, type=["null", "string"], pattern=r"^[0-9]*$", title="Custom view id",
+            description="Optional: export only the records of this custom view (its id, digits; in Zoho's URL of "
+            "the view). Empty = no view.",
+        ),
         "modified_from": Param(
             None, type=["null", "string"], format="date-time", title="Modified from",
             description=f"Time range override (with Modified to): export records modified in [from, to). {time_help}",
