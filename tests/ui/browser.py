@@ -110,16 +110,18 @@ def toast_ids(driver: Any) -> set[str]:
     return {note.get_attribute("id") for note in driver.find_elements(By.CSS_SELECTOR, "[data-scope=toast][data-part=root]")}
 
 
-def toast(driver: Any, title: str, timeout: float = WAIT_SECONDS, exclude: set[str] = frozenset()) -> tuple[str, str]:
-    """Wait for a notification (not one of ``exclude``) whose text contains ``title``; return its type
-    (success/error) and its text."""
+def toast(
+    driver: Any, title: str, timeout: float = WAIT_SECONDS, exclude: set[str] = frozenset(), also: str = ""
+) -> tuple[str, str]:
+    """Wait for a notification (not one of ``exclude``) whose text contains ``title`` (and ``also``: its
+    description may render after its title); return its type (success/error) and its text."""
     from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
 
     def found(d: Any) -> tuple[str, str] | None:
         for note in d.find_elements(By.CSS_SELECTOR, "[data-scope=toast][data-part=root]"):
             try:
-                if note.get_attribute("id") not in exclude and title in note.text:
+                if note.get_attribute("id") not in exclude and title in note.text and also in note.text:
                     return note.get_attribute("data-type"), note.text
             except StaleElementReferenceException:
                 continue

@@ -170,7 +170,7 @@ def test_malformed_criteria_is_refused_before_a_run_is_created(screen: Any, defa
     replace_editor_text(screen, "#element_criteria", '{"comparator": "equal"}')
     shown = toast_ids(screen)
     submit_trigger(screen)
-    kind, text = toast(screen, "Failed to Trigger Dag", exclude=shown)
+    kind, text = toast(screen, "Failed to Trigger Dag", exclude=shown, also="Bad Request")
     assert kind == "error" and "Bad Request" in text
     time.sleep(2)  # a run the refused request would have created would be listed by now
     assert run_ids(default_install, MANUAL_DAG) == before, "no run may be created"
@@ -240,12 +240,13 @@ def add_zoho_connection(driver: Any, url: str, conn_id: str, sim_url: str, secre
     toast(driver, "successfully created", exclude=shown)
 
 
-def test_connection(driver: Any, conn_id: str) -> tuple[str, str]:
-    """Click the Test button of ``conn_id``'s row in Admin > Connections; return the result's type and text."""
+def test_connection(driver: Any, conn_id: str, also: str) -> tuple[str, str]:
+    """Click the Test button of ``conn_id``'s row in Admin > Connections; return the result's type and text once
+    it shows ``also``."""
     row = element(driver, xpath=f"//tr[.//*[normalize-space()='{conn_id}']]")
     shown = toast_ids(driver)
     click(driver, row.find_element("css selector", "button[aria-label='Test Connection']"))
-    return toast(driver, "Test Connection ", exclude=shown)
+    return toast(driver, "Test Connection ", exclude=shown, also=also)
 
 
 test_connection.__test__ = False  # a helper, not a test
@@ -290,12 +291,12 @@ def test_the_zoho_crm_connection_form_and_its_test_button(
     assert form.find_element("name", "element_refresh_token").get_attribute("type") == "password"
     click(screen, element(screen, "[role=dialog] button[aria-label=Close]", clickable=True))
 
-    kind, text = test_connection(screen, "zoho_crm_ui_ok")
+    kind, text = test_connection(screen, "zoho_crm_ui_ok", also="Zoho")
     assert kind == "success", text
     assert "Test Connection Successful" in text and "Connected to Zoho CRM" in text and "fields of Leads" in text
 
     add_zoho_connection(screen, url, "zoho_crm_ui_wrong_secret", sim_url, "not-the-secret-7f3a")
-    kind, text = test_connection(screen, "zoho_crm_ui_wrong_secret")
+    kind, text = test_connection(screen, "zoho_crm_ui_wrong_secret", also="invalid_client")
     assert kind == "error" and "Test Connection Failed" in text, text
     assert "invalid_client" in text and "Client Secret" in text and "data centre" in text, text
     for secret in ("not-the-secret-7f3a", CLIENT_SECRET, REFRESH_TOKEN):
