@@ -10,35 +10,22 @@ is reused and each run gets its own output key.
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 
 from include.airflow_stack import REPO_ROOT, AirflowStack
-from include.local_setup import (
-    DEMO_SIMULATOR_OPTIONS,
-    METADATA_DATABASE,
-    airflow_home,
-    default_install_env,
-    metadata_server,
-    simulator_connection,
-)
-from include.zoho_simulator.process import SimulatorProcess
+from include.local_setup import airflow_home, default_install
 
 DAG_ID = "zoho_crm_bulk_read"
 RUNS = {"Leads (CSV)": {"module": "Leads", "file_type": "csv"}, "Events (ICS)": {"module": "Events", "file_type": "ics"}}
 
 
 def main() -> int:
-    home = airflow_home()
-    export_dir = Path(os.environ.get("ZOHO_EXPORT_DIR") or REPO_ROOT / "output").resolve()
-    print(f"Starting PostgreSQL, the Zoho CRM simulator and Airflow (AIRFLOW_HOME={home}) ...", flush=True)
-    home.mkdir(parents=True, exist_ok=True)
-    with metadata_server(home) as database, SimulatorProcess(**DEMO_SIMULATOR_OPTIONS) as sim:
-        database.ensure_database(METADATA_DATABASE)
-        url = database.sqlalchemy_url(METADATA_DATABASE)
-        env = {**simulator_connection(sim), **default_install_env(home, url, export_dir)}
-        with AirflowStack(home, dags_folder=REPO_ROOT / "dags", database_url=url, env=env) as stack:
+    print(f"Starting PostgreSQL, the Zoho CRM simulator and Airflow (AIRFLOW_HOME={airflow_home()}) ...", flush=True)
+    with default_install() as install:
+        home, export_dir = install.home, install.export_dir
+        with AirflowStack(home, dags_folder=REPO_ROOT / "dags", database_url=install.database_url,
+                          env=install.env) as stack:
             stack.wait_for_dag(DAG_ID)
             runs = {label: stack.trigger(DAG_ID, conf=conf) for label, conf in RUNS.items()}
             failed = []

@@ -14,18 +14,9 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 from include.airflow_stack import AIRFLOW_BIN, REPO_ROOT, free_port
-from include.local_setup import (
-    DEMO_SIMULATOR_OPTIONS,
-    METADATA_DATABASE,
-    airflow_home,
-    default_install_env,
-    metadata_server,
-    simulator_connection,
-)
-from include.zoho_simulator.process import SimulatorProcess
+from include.local_setup import airflow_home, default_install
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -42,13 +33,10 @@ def main() -> int:
     if not passwords.exists():
         passwords.write_text(json.dumps({"admin": "admin"}))
     port = int(os.environ.get("AIRFLOW_PORT") or free_port())
-    export_dir = Path(os.environ.get("ZOHO_EXPORT_DIR") or REPO_ROOT / "output").resolve()
-    with metadata_server(home) as database, SimulatorProcess(**DEMO_SIMULATOR_OPTIONS) as sim:
-        database.ensure_database(METADATA_DATABASE)
+    with default_install() as install:
         env = {
             **os.environ,
-            **simulator_connection(sim),
-            **default_install_env(home, database.sqlalchemy_url(METADATA_DATABASE), export_dir),
+            **install.env,
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
             "AIRFLOW__API__PORT": str(port),
@@ -57,9 +45,8 @@ def main() -> int:
         subprocess.run([AIRFLOW_BIN, "db", "migrate"], env=env, check=True, stdout=subprocess.DEVNULL)
         subprocess.run([AIRFLOW_BIN, "pools", "import", str(REPO_ROOT / "include" / "pools.json")], env=env,
                        check=True)
-        print(f"Zoho simulator: {sim.url}\nAirflow UI: http://localhost:{port}  (login admin / admin)\n"
-              f"Metadata database: {database.sqlalchemy_url(METADATA_DATABASE)} (embedded PostgreSQL, "
-              f"data in {database.data_dir})\n"
+        print(f"Zoho simulator: {install.sim.url}\nAirflow UI: http://localhost:{port}  (login admin / admin)\n"
+              f"Metadata database: {install.database_url} (embedded PostgreSQL, data in {install.database.data_dir})\n"
               "Trigger 'zoho_crm_bulk_read' from the UI's form. Ctrl-C stops everything.", flush=True)
         standalone = subprocess.Popen([AIRFLOW_BIN, "standalone"], env=env, start_new_session=True)
         try:

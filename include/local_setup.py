@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -77,3 +80,30 @@ def default_install_env(home: Path, database_url: str, export_dir: Path) -> dict
         "ZOHO_EXPORT_DIR": str(export_dir),
         **DEFAULT_INSTALL_SETTINGS,
     }
+
+
+@dataclass(frozen=True)
+class DefaultInstall:
+    """The running database server and simulator of the default install, and Airflow's settings for them."""
+
+    home: Path
+    export_dir: Path
+    database: EmbeddedPostgres
+    database_url: str
+    sim: SimulatorProcess
+    env: dict[str, str]
+
+
+@contextmanager
+def default_install() -> Iterator[DefaultInstall]:
+    """Start the default install's PostgreSQL server (its ``airflow`` database created once) and the simulator in
+    ``$AIRFLOW_HOME`` (default ``.airflow``), exports under ``$ZOHO_EXPORT_DIR`` (default ``output``); stop both
+    on exit."""
+    home = airflow_home()
+    home.mkdir(parents=True, exist_ok=True)
+    export_dir = Path(os.environ.get("ZOHO_EXPORT_DIR") or REPO_ROOT / "output").resolve()
+    with metadata_server(home) as database, SimulatorProcess(**DEMO_SIMULATOR_OPTIONS) as sim:
+        database.ensure_database(METADATA_DATABASE)
+        url = database.sqlalchemy_url(METADATA_DATABASE)
+        env = {**simulator_connection(sim), **default_install_env(home, url, export_dir)}
+        yield DefaultInstall(home, export_dir, database, url, sim, env)
