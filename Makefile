@@ -26,13 +26,13 @@ $(STAMP): requirements.txt requirements-test.txt constraints.txt pyproject.toml
 venv: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python -m include.demo
+	$(BIN)/python -m include.devtools.demo
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
 
 sim: $(STAMP)
-	$(BIN)/python -m include.zoho_simulator --port $(SIM_PORT) $(SIM_ARGS)
+	$(BIN)/python -m include.devtools.zoho_simulator --port $(SIM_PORT) $(SIM_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python bench/bench_validation.py
@@ -43,10 +43,10 @@ lint: $(STAMP)
 	$(BIN)/ruff check --select AIR dags plugins
 
 validate: $(STAMP)
-	$(BIN)/python -m zoho_crm.validate $(ZIP) --file-type $(or $(FILE_TYPE),csv) $(VALIDATE_ARGS)
+	$(BIN)/python -m zoho_crm.cli.validate $(ZIP) --file-type $(or $(FILE_TYPE),csv) $(VALIDATE_ARGS)
 
 airflow: $(STAMP)
-	$(BIN)/python -m include.local_airflow
+	$(BIN)/python -m include.devtools.local_airflow
 
 clean:
 	rm -rf .airflow output .pytest_cache

@@ -4,7 +4,7 @@ streaming memory.
 1. Utilisation, measured on what a user runs: the shipped DAG ``zoho_crm_bulk_read`` (``dags/`` untouched:
    resolve query -> create job -> deferred wait -> follow every page -> mapped download in the pool), Airflow on
    the embedded PostgreSQL server with LocalExecutor (Airflow's default parallelism, 32), the README's
-   connection (no window extras: Zoho's 60 s window) and ``include/pools.json``, the simulator at its default
+   connection (no window extras: Zoho's 60 s window) and ``include/config/pools.json``, the simulator at its default
    limits (10 downloads per 60 s) with small pages (200 records). ``--runs`` concurrent runs (default 4: Leads, Contacts, Deals, Accounts), each a full
    export of ``--pages-per-run`` pages (default 10: 40 downloads in all), must all succeed. From the
    simulator's request log: utilisation = achieved download rate / allowed rate (limit / window) while
@@ -39,11 +39,11 @@ from typing import Any
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO_ROOT / "plugins"), str(REPO_ROOT)]
 
-from include.airflow_stack import AirflowStack  # noqa: E402
-from include.local_setup import METADATA_DATABASE, default_install_env, simulator_connection  # noqa: E402
-from include.metadata_db import EmbeddedPostgres  # noqa: E402
-from include.zoho_simulator.process import SimulatorProcess  # noqa: E402
-from zoho_crm.rate_limit import (  # noqa: E402
+from include.devtools.airflow_stack import AirflowStack  # noqa: E402
+from include.devtools.local_setup import METADATA_DATABASE, default_install_env, simulator_connection  # noqa: E402
+from include.devtools.metadata_db import EmbeddedPostgres  # noqa: E402
+from include.devtools.zoho_simulator.process import SimulatorProcess  # noqa: E402
+from zoho_crm.rate_limit.window import (  # noqa: E402
     DEFAULT_DOWNLOAD_LIMIT,
     DEFAULT_DOWNLOAD_WINDOW_SECONDS,
     DEFAULT_POOL,

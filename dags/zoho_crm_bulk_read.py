@@ -1,11 +1,14 @@
 """Airflow DAG: Zoho CRM Bulk Read export, the manual / UI entry point (trigger it with the Params form).
 
-Scheduled per-module exports are built from include/zoho_crm_exports.json by zoho_crm_scheduled_exports.py.
+Scheduled per-module exports are built from include/config/zoho_crm_exports.json by zoho_crm_scheduled_exports.py.
 """
 
-from zoho_crm.export_dag import build_export_dag, load_export_config
+from pathlib import Path
 
-_config = load_export_config()
+from zoho_crm.export.config import load_export_config
+from zoho_crm.export.dag import build_export_dag
+
+_config = load_export_config(Path(__file__).resolve().parent.parent / "include" / "config" / "zoho_crm_exports.json")
 
 dag = build_export_dag(
     "zoho_crm_bulk_read",

@@ -1,8 +1,11 @@
-"""Airflow DAGs: one scheduled, incremental export DAG per entry of include/zoho_crm_exports.json (zoho_crm_<module>_<type>)."""
+"""Airflow DAGs: one scheduled, incremental export DAG per entry of include/config/zoho_crm_exports.json (zoho_crm_<module>_<type>)."""
 
-from zoho_crm.export_dag import build_export_dag, load_export_config
+from pathlib import Path
 
-_config = load_export_config()
+from zoho_crm.export.config import load_export_config
+from zoho_crm.export.dag import build_export_dag
+
+_config = load_export_config(Path(__file__).resolve().parent.parent / "include" / "config" / "zoho_crm_exports.json")
 
 for _entry in _config["exports"]:
     _dag_id = f"zoho_crm_{_entry['module'].lower()}_{_entry['file_type']}"

@@ -29,14 +29,18 @@ from typing import Any
 
 import pytest
 
-from include.airflow_stack import REPO_ROOT, AirflowStack
-from include.local_setup import DEFAULT_INSTALL_SETTINGS, DEMO_SIMULATOR_OPTIONS, simulator_connection
-from include.metadata_db import MetadataDatabases
-from include.zoho_simulator.process import SimulatorProcess
+from include.devtools.airflow_stack import REPO_ROOT, AirflowStack
+from include.devtools.local_setup import (
+    DEFAULT_INSTALL_SETTINGS,
+    DEMO_SIMULATOR_OPTIONS,
+    simulator_connection,
+)
+from include.devtools.metadata_db import MetadataDatabases
+from include.devtools.zoho_simulator.process import SimulatorProcess
 from tests.stack_support import airflow_stack
 
 WINDOW = 10
-"""Compressed download window (s) of the simulator and the connection; >= zoho_crm.deferral.MIN_DEFERRAL_SECONDS."""
+"""Compressed download window (s) of the simulator and the connection; >= zoho_crm.airflow_compat.MIN_DEFERRAL_SECONDS."""
 
 SIMULATOR_OPTIONS: dict[str, Any] = {**DEMO_SIMULATOR_OPTIONS, "job_seconds": 1, "download_window": WINDOW}
 """The demo's data (Leads: 3 pages of CSV, Events: one ICS page) with faster jobs, on the compressed clock."""

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from include.zoho_simulator.process import SimulatorProcess
+from include.devtools.zoho_simulator.process import SimulatorProcess
 
 __all__ = ["simulator", "start_simulator", "SimulatorProcess"]
 

@@ -2,7 +2,7 @@
 or CeleryExecutor on the system PostgreSQL + Redis (production-shaped).
 
 Every deployment's metadata database is a copy of one migrated template per server and session
-(:class:`~include.metadata_db.MetadataDatabases`), so a deployment starts without migrating.
+(:class:`~include.devtools.metadata_db.MetadataDatabases`), so a deployment starts without migrating.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ import psutil
 import pytest
 import redis
 
-from include.airflow_stack import AirflowStack, service_reachable
-from include.metadata_db import EmbeddedPostgres, MetadataDatabases
+from include.devtools.airflow_stack import AirflowStack, service_reachable
+from include.devtools.metadata_db import EmbeddedPostgres, MetadataDatabases
 
 SYSTEM_POSTGRES_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
 

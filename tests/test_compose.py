@@ -2,7 +2,7 @@
 
 Services, shared Airflow settings, mounts, health-gated start order, the init script (run for real where it can
 be: bash syntax and its password writer), the Airflow version of the image against requirements.txt, and the
-default Zoho connection against the simulator service, include/pools.json and the DAG config, and every timing
+default Zoho connection against the simulator service, include/config/pools.json and the DAG config, and every timing
 setting of the deployment against Zoho's 60-second download window (retry delays, slot holds, Airflow timings).
 """
 
@@ -23,9 +23,13 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from zoho_crm.deferral import MIN_DEFERRAL_SECONDS
+from zoho_crm.airflow_compat import MIN_DEFERRAL_SECONDS
 from zoho_crm.operators.download import MIN_RETRY_DELAY
-from zoho_crm.rate_limit import DEFAULT_DOWNLOAD_LIMIT, DEFAULT_DOWNLOAD_WINDOW_SECONDS, HOLD_MARGIN_SECONDS
+from zoho_crm.rate_limit.window import (
+    DEFAULT_DOWNLOAD_LIMIT,
+    DEFAULT_DOWNLOAD_WINDOW_SECONDS,
+    HOLD_MARGIN_SECONDS,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = ROOT / "docker-compose.yaml"
@@ -87,10 +91,10 @@ def _init_script(services: dict[str, Any]) -> str:
 
 
 def _simulator_args(services: dict[str, Any]) -> argparse.Namespace:
-    from include.zoho_simulator.config import build_parser
+    from include.devtools.zoho_simulator.config import build_parser
 
     command = services[SIMULATOR]["command"]
-    assert command[:3] == ["python", "-m", "include.zoho_simulator"]
+    assert command[:3] == ["python", "-m", "include.devtools.zoho_simulator"]
     return build_parser().parse_args(command[3:])
 
 
@@ -195,9 +199,9 @@ def test_init_migrates_and_imports_the_pool_file(services: dict[str, Any], commo
     assert "/entrypoint airflow db migrate" in lines
     import_line = next(line for line in lines if "airflow pools import" in line)
     pool_file = shlex.split(import_line)[-1]
-    assert pool_file == "/opt/airflow/include/pools.json"
-    host_dir = _mounts(common)[str(Path(pool_file).parent)]
-    assert (ROOT / host_dir / Path(pool_file).name).is_file()
+    assert pool_file == "/opt/airflow/include/config/pools.json"
+    mount = next(target for target in _mounts(common) if pool_file.startswith(target + "/"))
+    assert (ROOT / _mounts(common)[mount] / Path(pool_file).relative_to(mount)).is_file()
     assert lines.index("/entrypoint airflow db migrate") < lines.index(import_line), "migrate before the import"
 
 
@@ -266,7 +270,7 @@ def test_the_image_installs_the_provider_editable_where_compose_mounts_its_code(
     """The provider is installed the way `make` installs it (pip install --no-deps -e <project>), from a project
     directory whose plugins/ is the one compose mounts, so the installed provider runs the mounted code; and the
     connection form's Test button is enabled as in the default install."""
-    from include.local_setup import DEFAULT_INSTALL_SETTINGS
+    from include.devtools.local_setup import DEFAULT_INSTALL_SETTINGS
 
     dockerfile = (ROOT / "Dockerfile").read_text()
     install = re.search(r"^RUN pip install --no-cache-dir --no-deps -e (?P<project>/\S+) ", dockerfile, re.M)
@@ -335,8 +339,8 @@ def test_default_connection_points_at_the_simulator_with_its_limits(
 
 
 def test_pool_slots_equal_the_connection_download_limit(services: dict[str, Any], common: dict[str, Any]) -> None:
-    pools = json.loads((ROOT / "include" / "pools.json").read_text())
-    dag_config = json.loads((ROOT / "include" / "zoho_crm_exports.json").read_text())
+    pools = json.loads((ROOT / "include" / "config" / "pools.json").read_text())
+    dag_config = json.loads((ROOT / "include" / "config" / "zoho_crm_exports.json").read_text())
     assert dag_config["pool"] == POOL
     pool = pools[POOL]
     # Deferred downloads hold their slots for the window after their request: the pool must count them.
@@ -348,7 +352,8 @@ def test_pool_slots_equal_the_connection_download_limit(services: dict[str, Any]
 def test_download_slot_holds_and_retries_outlast_the_connection_window(common: dict[str, Any]) -> None:
     """What the shipped DAGs' download tasks get: a slot held window + margin after each request, and a retry
     delay of at least the window although the DAG factory's default_args say 30 s."""
-    from zoho_crm.export_dag import build_export_dag, load_export_config
+    from zoho_crm.export.config import load_export_config
+    from zoho_crm.export.dag import build_export_dag
 
     _, config = _zoho_connection(common)
     window = config.download_window_seconds
@@ -357,7 +362,7 @@ def test_download_slot_holds_and_retries_outlast_the_connection_window(common: d
     assert MIN_RETRY_DELAY.total_seconds() > window, (
         f"download tasks are retried after {MIN_RETRY_DELAY}: a {window:g} s window fails them (retry_delay check)"
     )
-    dag_config = load_export_config()
+    dag_config = load_export_config(ROOT / "include" / "config" / "zoho_crm_exports.json")
     dag = build_export_dag("compose_timing_check", pool=dag_config["pool"], zoho_conn_id=dag_config["zoho_conn_id"],
                            custom_modules=dag_config["custom_modules"], schedule=None)
     download = dag.get_task("download")

@@ -13,7 +13,7 @@ def test_plugin_loader_skips_the_zoho_crm_package_and_imports_still_work(tmp_pat
         "from airflow._shared.plugins_manager.plugins_manager import _load_plugins_from_plugin_directory\n"
         "plugins, errors = _load_plugins_from_plugin_directory('plugins')\n"
         "assert not errors, errors\n"
-        "import zoho_crm.export_dag\n"
+        "import zoho_crm.export.dag\n"
         "assert hasattr(sys.modules['zoho_crm'], '__path__'), 'zoho_crm was shadowed by a module'\n"
         "print('ok', len(plugins))\n"
     )

@@ -16,8 +16,8 @@ import jsonschema
 import pytest
 from airflow.sdk import Connection
 
-from include.airflow_stack import AIRFLOW_BIN, REPO_ROOT
-from include.zoho_simulator.process import SimulatorProcess
+from include.devtools.airflow_stack import AIRFLOW_BIN, REPO_ROOT
+from include.devtools.zoho_simulator.process import SimulatorProcess
 from zoho_crm.get_provider_info import CONN_FIELDS, UI_FIELD_BEHAVIOUR, get_provider_info
 from zoho_crm.hooks import connection as zoho_connection
 from zoho_crm.hooks.connection import ZohoConnectionConfig
@@ -252,7 +252,7 @@ def test_the_middleware_reads_port_0_as_no_port_on_the_test_route_only(body: dic
 
 
 def test_the_default_install_enables_the_test_button(tmp_path: Path) -> None:
-    from include.local_setup import DEFAULT_INSTALL_SETTINGS, default_install_env
+    from include.devtools.local_setup import DEFAULT_INSTALL_SETTINGS, default_install_env
 
     env = default_install_env(tmp_path, "postgresql://x", tmp_path / "out")
     assert env["AIRFLOW__CORE__TEST_CONNECTION"] == DEFAULT_INSTALL_SETTINGS["AIRFLOW__CORE__TEST_CONNECTION"] == "Enabled"

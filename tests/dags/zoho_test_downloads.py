@@ -15,7 +15,7 @@ from airflow.sdk import DAG, Param, task
 
 from zoho_crm.operators.bulk_read import ZohoBulkReadOperator
 from zoho_crm.operators.download import ZohoBulkReadDownloadOperator
-from zoho_crm.rate_limit import DEFAULT_POOL
+from zoho_crm.rate_limit.window import DEFAULT_POOL
 from zoho_crm.sensors.bulk_read_job import ZohoBulkReadJobSensor
 
 WIDE_POOL = "zoho_test_wide_downloads"

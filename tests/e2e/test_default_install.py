@@ -26,13 +26,13 @@ from typing import Any
 import psutil
 import pytest
 
-from include.airflow_stack import AirflowStack
-from include.polling import wait_until
+from include.devtools.airflow_stack import AirflowStack
+from include.devtools.polling import wait_until
 from tests.deployments import CELERY, DEFAULT_INSTALL_RECORDS, LOCAL, Deployment
-from tests.download.download_checks import LIMIT, assert_never_over_limit, download_log, next_request_seq
 from tests.e2e.test_export_dag import assert_run_ok, exported_ids, interval_ids, manifest_of
+from tests.operators.download_checks import LIMIT, assert_never_over_limit, download_log, next_request_seq
 from zoho_crm.operators.download import MIN_RETRY_DELAY
-from zoho_crm.rate_limit import DEFAULT_DOWNLOAD_WINDOW_SECONDS
+from zoho_crm.rate_limit.window import DEFAULT_DOWNLOAD_WINDOW_SECONDS
 
 pytestmark = pytest.mark.timeout(1800)
 

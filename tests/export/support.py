@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from tests.validation.builders import FIELDS, good_csv, write_zip
-from zoho_crm.digest import file_sha256
-from zoho_crm.export_layout import final_dir, run_key, staging_dir
-from zoho_crm.export_steps import DOWNLOADS_SUBDIR, publish_export, unzip_page, validate_page
+from zoho_crm.export.layout import final_dir, run_key, staging_dir
+from zoho_crm.export.steps import DOWNLOADS_SUBDIR, publish_export, unzip_page, validate_page
+from zoho_crm.files.digest import file_sha256
 
 INTERVAL = run_key("scheduled", "scheduled__x", datetime(2026, 11, 10, tzinfo=UTC), datetime(2026, 11, 11, tzinfo=UTC))
 

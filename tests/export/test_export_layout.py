@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
-from zoho_crm.export_layout import final_dir, new_version_name, run_key, staging_dir, version_time
+from zoho_crm.export.layout import final_dir, new_version_name, run_key, staging_dir, version_time
 
 
 def test_interval_runs_share_a_key_and_manual_runs_get_their_own() -> None:

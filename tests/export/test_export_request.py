@@ -15,11 +15,11 @@ from airflow.sdk.api.datamodels._generated import DagRun, DagRunState, DagRunTyp
 from airflow.sdk.exceptions import ParamValidationError
 
 from tests.export.support import INTERVAL, validated
-from zoho_crm.bulk_read_query import InvalidBulkReadQuery
-from zoho_crm.export_dag import build_export_dag
-from zoho_crm.export_layout import final_dir, staging_dir
-from zoho_crm.export_request import PARAM_NAMES, interval_gap, resolve_export, zoho_datetime
-from zoho_crm.export_steps import publish_export
+from zoho_crm.api.query import InvalidBulkReadQuery
+from zoho_crm.export.dag import build_export_dag
+from zoho_crm.export.layout import final_dir, staging_dir
+from zoho_crm.export.request import PARAM_NAMES, interval_gap, resolve_export, zoho_datetime
+from zoho_crm.export.steps import publish_export
 
 DAY = datetime(2026, 11, 10, tzinfo=UTC), datetime(2026, 11, 11, tzinfo=UTC)
 
@@ -168,7 +168,7 @@ def _resolve_query_context(run_type: str, prev_end) -> dict:
 def test_resolve_query_warns_about_a_gap_and_adds_it_to_the_query(caplog, tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("ZOHO_EXPORT_DIR", str(tmp_path))
     resolve_query = build_export_dag("gap_check").get_task("resolve_query").python_callable
-    with caplog.at_level(logging.WARNING, logger="zoho_crm.export_dag"):
+    with caplog.at_level(logging.WARNING, logger="zoho_crm.export.dag"):
         query = resolve_query(**_resolve_query_context("scheduled", lambda: nov(3)))
         assert query["gap"]["start"] == "2026-11-03T00:00:00+00:00"
         assert query["gap"]["end"] == query["time_range"][0] == "2026-11-08T00:00:00+00:00"

@@ -13,8 +13,8 @@ import pytest
 
 from tests.export.support import INTERVAL, extracted, files, publish, read_export, validated
 from tests.validation.builders import FIELDS, good_csv
-from zoho_crm.export_layout import final_dir, run_key, staging_dir
-from zoho_crm.export_steps import ExportStepError, validate_page
+from zoho_crm.export.layout import final_dir, run_key, staging_dir
+from zoho_crm.export.steps import ExportStepError, validate_page
 
 
 class Crash(BaseException):

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.export.support import INTERVAL, extracted, files, publish, read_export, validated
-from zoho_crm.export_layout import Retention, final_dir, prune, run_key, staging_dir, version_time
+from zoho_crm.export.layout import Retention, final_dir, prune, run_key, staging_dir, version_time
 
 
 def test_retention_removes_replaced_versions_abandoned_staging_and_old_manual_exports(tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ import pytest
 from airflow.sdk import Connection
 
 from tests.hooks.zoho_conn import CLIENT_SECRET, REFRESH_TOKEN, assert_no_secret
-from zoho_crm.errors import ZohoConfigError
+from zoho_crm.api.errors import ZohoConfigError
 from zoho_crm.hooks.connection import ZohoConnectionConfig
 from zoho_crm.hooks.zoho_crm import ZohoCRMHook
 

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from include.airflow_stack import free_port
-from include.zoho_simulator.process import SimulatorProcess
+from include.devtools.airflow_stack import free_port
+from include.devtools.zoho_simulator.process import SimulatorProcess
 from tests.hooks.zoho_conn import CLIENT_ID, CLIENT_SECRET, REFRESH_TOKEN, assert_no_secret
 from zoho_crm.hooks.zoho_crm import ZohoCRMHook
 

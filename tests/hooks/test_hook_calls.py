@@ -10,8 +10,7 @@ import pytest
 
 from tests.hooks.zoho_conn import assert_no_secret, use_simulator
 from tests.simulator_fixtures import start_simulator
-from zoho_crm.bulk_read_query import build_bulk_read_body
-from zoho_crm.errors import (
+from zoho_crm.api.errors import (
     ZohoAuthError,
     ZohoConfigError,
     ZohoError,
@@ -22,6 +21,7 @@ from zoho_crm.errors import (
     ZohoScopeError,
     ZohoTransientError,
 )
+from zoho_crm.api.query import build_bulk_read_body
 from zoho_crm.hooks.zoho_crm import ZohoCRMHook
 
 FAST = {"retry_attempts": 3, "retry_min_wait": 0.01, "retry_max_wait": 0.05}

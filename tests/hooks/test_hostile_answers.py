@@ -18,8 +18,8 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from tests.hooks.zoho_conn import CLIENT_SECRET, REFRESH_TOKEN, assert_no_secret, connection_json
 from tests.local_http import QuietHandler, serving
-from zoho_crm.bulk_read_query import build_bulk_read_body
-from zoho_crm.errors import ZohoAuthError, ZohoError, ZohoRequestError, ZohoTransientError
+from zoho_crm.api.errors import ZohoAuthError, ZohoError, ZohoRequestError, ZohoTransientError
+from zoho_crm.api.query import build_bulk_read_body
 from zoho_crm.hooks.zoho_crm import ERROR_BODY_BYTES, ZohoCRMHook
 from zoho_crm.operators.bulk_read import ZohoBulkReadOperator
 from zoho_crm.triggers.bulk_read_job import ZohoBulkReadJobTrigger

@@ -21,8 +21,8 @@ from tests.hooks.token_worker import run_workers
 from tests.hooks.zoho_conn import CLIENT_SECRET, REFRESH_TOKEN, assert_no_secret, use_simulator
 from tests.local_http import QuietHandler, serving
 from tests.simulator_fixtures import start_simulator
-from zoho_crm.bulk_read_query import build_bulk_read_body
-from zoho_crm.errors import ZohoError
+from zoho_crm.api.errors import ZohoError
+from zoho_crm.api.query import build_bulk_read_body
 from zoho_crm.hooks.token_cache import AccessToken, TokenCache, _Memory
 from zoho_crm.hooks.zoho_crm import ZohoCRMHook
 
@@ -140,7 +140,7 @@ def test_second_rejection_is_not_retried_again(zoho_conn):
     job_id = hook.create_bulk_read_job(build_bulk_read_body("Leads"))["id"]
     zoho_conn.set_faults(token_lifetime=0)  # every new token is already expired
     zoho_conn.revoke_tokens()
-    from zoho_crm.errors import ZohoAuthError
+    from zoho_crm.api.errors import ZohoAuthError
 
     with pytest.raises(ZohoAuthError) as caught:
         hook.get_bulk_read_job(job_id)

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from include.zoho_simulator.process import SimulatorProcess
+from include.devtools.zoho_simulator.process import SimulatorProcess
 
 CLIENT_ID = "1000.SIMULATOR"
 CLIENT_SECRET = "simulator-secret"

@@ -10,7 +10,7 @@ import pytest
 from airflow.sdk.exceptions import AirflowFailException, TaskDeferred
 
 from tests.hooks.zoho_conn import assert_no_secret, use_simulator
-from zoho_crm.errors import ZohoTransientError
+from zoho_crm.api.errors import ZohoTransientError
 from zoho_crm.operators.bulk_read import ZohoBulkReadOperator
 from zoho_crm.triggers.bulk_read_job import ZohoBulkReadJobTrigger
 

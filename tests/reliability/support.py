@@ -16,9 +16,9 @@ from typing import Any
 
 import psutil
 
-from include.airflow_stack import AirflowStack
-from include.zoho_simulator.process import SimulatorProcess
-from zoho_crm.export_layout import final_dir, run_key, staging_dir
+from include.devtools.airflow_stack import AirflowStack
+from include.devtools.zoho_simulator.process import SimulatorProcess
+from zoho_crm.export.layout import final_dir, run_key, staging_dir
 
 CLIENT_ID = "1000.SIMULATOR"
 CLIENT_SECRET = "simulator-secret"

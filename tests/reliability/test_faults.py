@@ -22,9 +22,9 @@ from typing import Any
 
 import pytest
 
-from include.airflow_stack import REPO_ROOT, AirflowStack
-from include.metadata_db import MetadataDatabases
-from include.zoho_simulator.process import SimulatorProcess
+from include.devtools.airflow_stack import REPO_ROOT, AirflowStack
+from include.devtools.metadata_db import MetadataDatabases
+from include.devtools.zoho_simulator.process import SimulatorProcess
 from tests.deployments import LOCAL
 from tests.reliability.slow_proxy import slow_proxy
 from tests.reliability.support import (
@@ -44,7 +44,7 @@ from tests.reliability.support import (
     token_request_bound,
 )
 from tests.stack_support import airflow_stack
-from zoho_crm.rate_limit import max_in_sliding_window
+from zoho_crm.rate_limit.window import max_in_sliding_window
 
 pytestmark = LOCAL
 

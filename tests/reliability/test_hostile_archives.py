@@ -23,9 +23,9 @@ from tests.validation.builders import (
     write_file,
     write_zip,
 )
-from zoho_crm.digest import file_sha256
-from zoho_crm.export_steps import DOWNLOADS_SUBDIR, EXPORT_SUBDIR, ExportStepError, unzip_page, validate_page
-from zoho_crm.export_steps import publish_export as publish
+from zoho_crm.export.steps import DOWNLOADS_SUBDIR, EXPORT_SUBDIR, ExportStepError, unzip_page, validate_page
+from zoho_crm.export.steps import publish_export as publish
+from zoho_crm.files.digest import file_sha256
 
 
 def _symlink(name: str) -> zipfile.ZipInfo:

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout, TaskDeferred
 
-from zoho_crm.bulk_read_query import build_bulk_read_body
+from zoho_crm.api.query import build_bulk_read_body
 from zoho_crm.hooks.zoho_crm import ZohoCRMHook
 from zoho_crm.sensors.bulk_read_job import ZohoBulkReadJobSensor
 from zoho_crm.triggers.bulk_read_job import ZohoBulkReadJobTrigger

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from include.airflow_stack import AirflowStack, wait_until
+from include.devtools.airflow_stack import AirflowStack, wait_until
 from tests.deployments import LOCAL, SIMULATOR_OPTIONS, Deployment
 from tests.hooks.zoho_conn import secrets_of
 

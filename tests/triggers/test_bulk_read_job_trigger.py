@@ -7,8 +7,8 @@ import time
 
 from tests.hooks.zoho_conn import assert_no_secret, use_simulator
 from tests.simulator_fixtures import start_simulator
-from zoho_crm.bulk_read_query import build_bulk_read_body
-from zoho_crm.deferral import MIN_DEFERRAL_SECONDS
+from zoho_crm.airflow_compat import MIN_DEFERRAL_SECONDS
+from zoho_crm.api.query import build_bulk_read_body
 from zoho_crm.hooks.zoho_crm import ZohoCRMHook
 from zoho_crm.triggers.bulk_read_job import ZohoBulkReadJobTrigger
 

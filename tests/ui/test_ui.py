@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from include.airflow_stack import REPO_ROOT
+from include.devtools.airflow_stack import REPO_ROOT
 from tests.deployments import LOCAL, Deployment
 from tests.ui import browser
 from tests.ui.browser import click, element, log_in, replace_editor_text, toast, toast_ids, wait
@@ -138,7 +138,7 @@ def test_trigger_form_shows_every_param_with_its_help_and_the_seed_modules(
 ) -> None:
     """Every Param of zoho_crm_bulk_read is in the form with its title and (where the DAG gives one) its help text;
     the Module field offers the seed's modules and the custom module."""
-    from zoho_crm.modules import SEED_MODULES
+    from zoho_crm.api.modules import SEED_MODULES
 
     params = default_install.stack.api("GET", f"/dags/{MANUAL_DAG}/details")["params"]
     open_trigger_form(screen, default_install.stack.url, MANUAL_DAG)
@@ -153,7 +153,7 @@ def test_trigger_form_shows_every_param_with_its_help_and_the_seed_modules(
             assert param["description"] in helps, f"Param {name}: its help text is not shown"
     offered = [option.get_attribute("value") for option in form.find_elements("css selector", "#list_module option")]
     assert set(SEED_MODULES) <= set(offered), f"modules missing from the dropdown: {set(SEED_MODULES) - set(offered)}"
-    assert "Shipments" in offered, "the custom module of include/zoho_crm_exports.json"
+    assert "Shipments" in offered, "the custom module of include/config/zoho_crm_exports.json"
     assert element(screen, "#element_module").get_attribute("value") == "Leads"
 
 

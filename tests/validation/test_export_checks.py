@@ -16,13 +16,13 @@ from typing import Any
 import icalendar
 import pytest
 
-from tests.simulator.sim_client import access_token, create_ok, download, module_query, wait_state
+from tests.devtools.simulator.sim_client import access_token, create_ok, download, module_query, wait_state
 from tests.simulator_fixtures import start_simulator
 from tests.validation.builders import FIELDS, HEADER, csv_text, good_row, write_zip
-from zoho_crm.digest import file_sha256
-from zoho_crm.export_layout import final_dir, staging_dir
-from zoho_crm.export_steps import DOWNLOADS_SUBDIR, EXPORT_SUBDIR, ExportStepError, publish_export, unzip_page
-from zoho_crm.export_steps import validate_page as validate_step
+from zoho_crm.export.layout import final_dir, staging_dir
+from zoho_crm.export.steps import DOWNLOADS_SUBDIR, EXPORT_SUBDIR, ExportStepError, publish_export, unzip_page
+from zoho_crm.export.steps import validate_page as validate_step
+from zoho_crm.files.digest import file_sha256
 from zoho_crm.validation import ExportCheckError, check_export, export_checks
 from zoho_crm.validation.export_checks import page_index_prefix
 from zoho_crm.validation.id_index import IDS, index_path, write_sorted

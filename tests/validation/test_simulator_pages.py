@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from include.zoho_simulator.data import MODULES
+from include.devtools.zoho_simulator.data import MODULES
 from tests.simulator_fixtures import start_simulator
 from zoho_crm.validation import validate_page
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from zoho_crm.errors import ZohoConfigError
+from zoho_crm.api.errors import ZohoConfigError
 
 DATA_CENTERS = ("us", "eu", "in", "au", "jp", "cn", "ca", "sa")
 ENVIRONMENTS = ("production", "sandbox", "developer")

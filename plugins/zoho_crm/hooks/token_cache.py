@@ -42,7 +42,7 @@ from cryptography.fernet import Fernet, InvalidToken
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from zoho_crm.errors import ERROR_FAMILIES, ZohoError, ZohoTransientError
+from zoho_crm.api.errors import ERROR_FAMILIES, ZohoError, ZohoTransientError
 
 log = logging.getLogger(__name__)
 

@@ -21,8 +21,7 @@ from airflow.providers.http.hooks.http import HttpHook
 from airflow.sdk import BaseHook
 from airflow.sdk.log import mask_secret
 
-from zoho_crm.download_ledger import DownloadLedger
-from zoho_crm.errors import (
+from zoho_crm.api.errors import (
     ZohoAuthError,
     ZohoConfigError,
     ZohoError,
@@ -33,9 +32,10 @@ from zoho_crm.errors import (
     redact,
     valid_job_id,
 )
+from zoho_crm.api.modules import FIELDS_READ_SCOPE
 from zoho_crm.hooks.connection import CONN_TYPE, ZOHO_API_HOSTS, ZohoConnectionConfig
 from zoho_crm.hooks.token_cache import AccessToken, TokenCache
-from zoho_crm.modules import FIELDS_READ_SCOPE
+from zoho_crm.rate_limit.ledger import DownloadLedger
 
 T = TypeVar("T")
 ERROR_BODY_BYTES = 64 * 1024

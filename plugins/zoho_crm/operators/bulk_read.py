@@ -10,8 +10,8 @@ from typing import Any, NoReturn
 from airflow.sdk import BaseOperator, Context, conf
 from airflow.sdk.exceptions import AirflowFailException
 
-from zoho_crm.bulk_read_query import InvalidBulkReadQuery, build_bulk_read_body
-from zoho_crm.errors import ZohoError, valid_job_id
+from zoho_crm.api.errors import ZohoError, valid_job_id
+from zoho_crm.api.query import InvalidBulkReadQuery, build_bulk_read_body
 from zoho_crm.hooks.zoho_crm import ZohoCRMHook
 from zoho_crm.triggers.bulk_read_job import (
     THROTTLED_POLL_SECONDS,
@@ -122,7 +122,7 @@ def wait_in_process(
 class ZohoBulkReadOperator(BaseOperator):
     """Create a Zoho CRM Bulk Read job; return ``{"job_id", "module", "file_type", "query", "page", ...}``.
 
-    Inputs are checked before any Zoho call (see :func:`zoho_crm.bulk_read_query.build_bulk_read_body`); a bad
+    Inputs are checked before any Zoho call (see :func:`zoho_crm.api.query.build_bulk_read_body`); a bad
     input fails the task at once with what to change. ``module`` accepts API names and the seed's lowercase names.
     With ``wait_for_completion`` the task also waits for the job (deferred when ``deferrable``) and returns the
     job result, like :class:`~zoho_crm.sensors.bulk_read_job.ZohoBulkReadJobSensor`.

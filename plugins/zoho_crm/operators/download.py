@@ -7,7 +7,7 @@ the request ended, always at or after the moment Zoho saw it). Only then does th
 the triggerer), fail or make its next attempt. So every request owns a slot for at least a full window after it
 started, and ``limit`` slots admit at most ``limit`` request starts in any sliding window -- retries, 429s and
 failures included. Before each request the task also reserves a place in the shared
-:class:`~zoho_crm.download_ledger.DownloadLedger`, which keeps the connection's ``download_limit`` where the pool
+:class:`~zoho_crm.rate_limit.ledger.DownloadLedger`, which keeps the connection's ``download_limit`` where the pool
 alone would not (a pool wider than the limit, a worker killed mid-request).
 """
 
@@ -38,10 +38,8 @@ from airflow.sdk import BaseOperator, BaseXCom, Context
 from airflow.sdk.exceptions import AirflowFailException
 from airflow.triggers.base import TaskSuccessEvent, TriggerEvent
 
-from zoho_crm.atomic_files import create_temp
-from zoho_crm.deferral import MIN_DEFERRAL_SECONDS
-from zoho_crm.download_ledger import DownloadLedger
-from zoho_crm.errors import (
+from zoho_crm.airflow_compat import MIN_DEFERRAL_SECONDS
+from zoho_crm.api.errors import (
     ZohoAuthError,
     ZohoError,
     ZohoRateLimitError,
@@ -49,9 +47,11 @@ from zoho_crm.errors import (
     ZohoTransientError,
     valid_job_id,
 )
+from zoho_crm.files.atomic import create_temp
 from zoho_crm.hooks.connection import DEFAULT_MAX_DOWNLOAD_BYTES
 from zoho_crm.hooks.zoho_crm import ZohoCRMHook
-from zoho_crm.rate_limit import (
+from zoho_crm.rate_limit.ledger import DownloadLedger
+from zoho_crm.rate_limit.window import (
     DEFAULT_DOWNLOAD_WINDOW_SECONDS,
     DEFAULT_POOL,
     HOLD_MARGIN_SECONDS,

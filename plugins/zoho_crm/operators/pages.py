@@ -7,8 +7,8 @@ from typing import Any
 
 from airflow.sdk import BaseOperator, Context
 
-from zoho_crm.bulk_read_query import build_bulk_read_body
-from zoho_crm.errors import ZohoError
+from zoho_crm.api.errors import ZohoError
+from zoho_crm.api.query import build_bulk_read_body
 from zoho_crm.hooks.zoho_crm import ZohoCRMHook
 from zoho_crm.operators.bulk_read import defer_until_job_done, fail_fast, job_result_from_event, task_error
 

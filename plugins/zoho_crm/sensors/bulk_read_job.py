@@ -8,7 +8,7 @@ from typing import Any
 from airflow.sdk import BaseSensorOperator, Context, PokeReturnValue, conf
 from airflow.sdk.exceptions import AirflowSensorTimeout
 
-from zoho_crm.errors import ZohoError, valid_job_id
+from zoho_crm.api.errors import ZohoError, valid_job_id
 from zoho_crm.hooks.zoho_crm import ZohoCRMHook
 from zoho_crm.operators.bulk_read import (
     DEFAULT_TIMEOUT_SECONDS,

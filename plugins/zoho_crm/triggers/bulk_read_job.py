@@ -9,8 +9,8 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from zoho_crm.deferral import MIN_DEFERRAL_SECONDS
-from zoho_crm.errors import ZohoError
+from zoho_crm.airflow_compat import MIN_DEFERRAL_SECONDS
+from zoho_crm.api.errors import ZohoError
 from zoho_crm.hooks.zoho_crm import ZohoCRMHook
 
 BACKOFF_FACTOR = 1.5
@@ -106,7 +106,7 @@ class ZohoBulkReadJobTrigger(BaseTrigger):
         last_problem = ""
         try:
             # The task checked the job just before deferring: wait before polling again, and never resume it
-            # sooner than resume_after seconds (MIN_DEFERRAL_SECONDS by default, see zoho_crm.deferral).
+            # sooner than resume_after seconds (MIN_DEFERRAL_SECONDS by default, see zoho_crm.airflow_compat).
             await asyncio.sleep(max(0.0, self.started_at + max(interval, self.resume_after) - time.time()))
             while True:
                 try:

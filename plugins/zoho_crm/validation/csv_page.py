@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from zoho_crm.digest import file_sha256
+from zoho_crm.files.digest import file_sha256
 from zoho_crm.validation.csv_header import HEADER, check_header, read_header
 from zoho_crm.validation.csv_pieces import TrailingBlankLines, file_chunks, iter_pieces
 from zoho_crm.validation.csv_scan import scan_csv

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Literal
 if TYPE_CHECKING:
     import icalendar
 
-from zoho_crm.digest import file_sha256
+from zoho_crm.files.digest import file_sha256
 from zoho_crm.validation.id_index import IDS, OVERRIDES, SERIES, escape, index_path, write_sorted
 from zoho_crm.validation.report import ValidationReport
 

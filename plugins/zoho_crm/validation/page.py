@@ -8,7 +8,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from zoho_crm.archive import ExtractedPage, extract_page
+from zoho_crm.files.archive import ExtractedPage, extract_page
 from zoho_crm.validation.csv_page import validate_csv_stream
 from zoho_crm.validation.ics_page import OrphanPolicy, validate_ics
 from zoho_crm.validation.report import ValidationReport
@@ -30,7 +30,7 @@ def validate_page(
 ) -> ValidationReport:
     """Extract ``zip_path`` into ``dest_dir``, validate it and write ``dest_dir/report.json``.
 
-    Archive problems raise :class:`zoho_crm.archive.ArchiveError`; data problems land in the report.
+    Archive problems raise :class:`zoho_crm.files.archive.ArchiveError`; data problems land in the report.
     CSV pages are validated while they are extracted. ``orphan_overrides``: see :func:`validate_ics`.
     """
     started = time.perf_counter()

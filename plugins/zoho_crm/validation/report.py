@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from zoho_crm.atomic_files import write_json_atomic
+from zoho_crm.files.atomic import write_json_atomic
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import json
 import os
 from pathlib import Path
 
-from zoho_crm.export_dag import build_export_dag
+from zoho_crm.export.dag import build_export_dag
 
 _DAG_ID = Path(__file__).stem
 _OPTIONS = json.loads(os.environ.get("ZOHO_RELIABILITY_DAGS", "{}")).get(_DAG_ID.removeprefix("zoho_rel_"))

@@ -1,0 +1,1 @@
+"""Development tooling that never ships: the Zoho simulator, the Airflow stack harness, the demo, make airflow."""

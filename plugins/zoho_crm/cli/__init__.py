@@ -1,0 +1,1 @@
+"""Command-line tools of the provider (``python -m zoho_crm.cli.validate``)."""

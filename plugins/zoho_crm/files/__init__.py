@@ -1,0 +1,1 @@
+"""File handling: safe archive extraction, atomic writes, digests."""

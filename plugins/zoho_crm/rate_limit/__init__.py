@@ -1,0 +1,1 @@
+"""The download rate limit: window arithmetic and the shared ledger of download requests."""

@@ -1,0 +1,109 @@
+"""A file ledger of recent download requests, shared by every process that downloads with the same credentials.
+
+The pool is the rate limit's first line (see :mod:`zoho_crm.operators.download`). The ledger is the second: before
+each download request a task reserves a place in it, and only ``limit`` requests may be in it for a window. So the
+limit holds even where the pool alone would not: a pool with more slots than the connection's ``download_limit``,
+or a worker killed mid-request whose slot Airflow frees before its window is over.
+
+An entry counts until ``time + window + margin``: ``time`` is the request's start while it runs, then the moment
+its answer (or error) arrived, after Zoho saw it: the same anchor as the pool hold. The entry of a request that
+never finished (its process died) counts for ``unfinished_grace`` seconds more (the request timeout), because Zoho
+may have received it that much later.
+The ledger lives next to the token cache (``token_cache_dir``, one per deployment; shared across hosts when the
+token cache is). It is read and rewritten under an exclusive ``fcntl.flock``, and written atomically.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import secrets
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from zoho_crm.files.atomic import write_json_atomic
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """The outcome of :meth:`DownloadLedger.reserve`: a request id, or how long to wait before asking again."""
+
+    request_id: str | None
+    wait_seconds: float = 0.0
+    in_window: int = 0
+
+
+class DownloadLedger:
+    """At most ``limit`` download requests per ``window`` seconds, across processes sharing ``cache_dir``."""
+
+    def __init__(
+        self,
+        cache_dir: Path,
+        identity: str,
+        *,
+        limit: int,
+        window: float,
+        margin: float,
+        unfinished_grace: float,
+    ) -> None:
+        if limit < 1 or window <= 0:
+            raise ValueError(f"download limit must be >= 1 and window > 0, got {limit} per {window} s")
+        name = hashlib.sha256(identity.encode()).hexdigest()
+        self.path = Path(cache_dir) / f"{name}.downloads.json"
+        self.lock_path = Path(cache_dir) / f"{name}.downloads.lock"
+        self.limit = limit
+        self.window = window
+        self.margin = margin
+        self.unfinished_grace = unfinished_grace
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[dict[str, dict]]:
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            entries = self._read()
+            yield entries
+            write_json_atomic(self.path, entries)
+        finally:
+            os.close(fd)  # closing the descriptor releases the lock
+
+    def _read(self) -> dict[str, dict]:
+        try:
+            entries = json.loads(self.path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return {}
+        except ValueError:
+            log.warning("Download ledger %s is unreadable; starting it afresh", self.path)
+            return {}
+        return entries if isinstance(entries, dict) else {}
+
+    def _expires(self, entry: dict) -> float:
+        grace = 0.0 if entry.get("finished") else self.unfinished_grace
+        return float(entry.get("time", 0.0)) + self.window + self.margin + grace
+
+    def reserve(self, now: float | None = None) -> Reservation:
+        """Record a request starting now if fewer than ``limit`` are in the window; else say how long to wait."""
+        with self._locked() as entries:
+            now = time.time() if now is None else now
+            for request_id in [key for key, entry in entries.items() if self._expires(entry) <= now]:
+                del entries[request_id]
+            if len(entries) >= self.limit:
+                soonest = sorted(self._expires(entry) for entry in entries.values())[len(entries) - self.limit]
+                return Reservation(None, max(soonest - now, 0.0), len(entries))
+            request_id = secrets.token_hex(8)
+            entries[request_id] = {"time": now, "finished": False}
+            return Reservation(request_id, 0.0, len(entries))
+
+    def finish(self, request_id: str, ended_at: float | None = None) -> None:
+        """The request was answered or failed (Zoho has seen it, if ever): it counts for a window from ``ended_at``."""
+        with self._locked() as entries:
+            entries[request_id] = {"time": time.time() if ended_at is None else ended_at, "finished": True}
