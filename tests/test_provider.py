@@ -208,7 +208,7 @@ def test_the_api_server_loads_the_connection_test_middleware(tmp_path: Path) -> 
     result = subprocess.run([str(Path(AIRFLOW_BIN).parent / "python"), "-c", script], cwd=tmp_path,
                             capture_output=True, text=True, timeout=300, env=airflow_env(tmp_path))
     assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.strip().splitlines()[-1] == "['zoho_crm.plugin.ConnectionTestPortFix']"
+    assert result.stdout.strip().splitlines()[-1] == "['zoho_crm.airflow_compat.ConnectionTestPortFix']"
     assert "already registered" not in result.stdout + result.stderr
 
 
@@ -226,7 +226,7 @@ def test_the_middleware_reads_port_0_as_no_port_on_the_test_route_only(body: dic
     to test it with the stored (masked) credentials. apache/airflow#73298 fixes that in the API the same way."""
     import asyncio
 
-    from zoho_crm.plugin import ConnectionTestPortFix
+    from zoho_crm.airflow_compat import ConnectionTestPortFix
 
     def call(path: str, payload: bytes) -> tuple[bytes, dict[bytes, bytes]]:
         seen: dict[str, Any] = {}
