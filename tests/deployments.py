@@ -30,11 +30,7 @@ from typing import Any
 import pytest
 
 from include.devtools.airflow_stack import REPO_ROOT, AirflowStack
-from include.devtools.local_setup import (
-    DEFAULT_INSTALL_SETTINGS,
-    DEMO_SIMULATOR_OPTIONS,
-    simulator_connection,
-)
+from include.devtools.local_setup import DEFAULT_INSTALL_SETTINGS, DEMO_SIMULATOR_OPTIONS
 from include.devtools.metadata_db import MetadataDatabases
 from include.devtools.zoho_simulator.process import SimulatorProcess
 from tests.stack_support import airflow_stack
@@ -96,7 +92,7 @@ def start_deployment(executor: str, root: Path, databases: MetadataDatabases) ->
     """A compressed-clock deployment (:data:`WINDOW`) running the repository's and the test DAGs."""
     with SimulatorProcess(**SIMULATOR_OPTIONS) as sim:
         env = {
-            **simulator_connection(sim, WINDOW),
+            **dict([sim.env_var(conn_type="http", window_seconds=WINDOW)]),
             "ZOHO_EXPORT_DIR": str(root / "output"),
             "ZOHO_CRM_TOKEN_CACHE_DIR": str(root / "token-cache"),
         }
@@ -109,7 +105,8 @@ def start_deployment(executor: str, root: Path, databases: MetadataDatabases) ->
 def start_default_install(executor: str, root: Path, databases: MetadataDatabases) -> Iterator[Deployment]:
     """What a user runs: the shipped dags/ untouched, the README's connection, Zoho's real limits."""
     with SimulatorProcess(**DEFAULT_INSTALL_SIMULATOR) as sim:
-        env = {**simulator_connection(sim), **DEFAULT_INSTALL_SETTINGS, "ZOHO_EXPORT_DIR": str(root / "output")}
+        env = {**dict([sim.env_var(conn_type="http")]), **DEFAULT_INSTALL_SETTINGS,
+               "ZOHO_EXPORT_DIR": str(root / "output")}
         with airflow_stack(root / "airflow", dags_folder=REPO_ROOT / "dags", env=env, executor=executor,
                            databases=databases) as stack:
             # The README's default token cache: $AIRFLOW_HOME/zoho_crm_token_cache.

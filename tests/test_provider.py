@@ -173,13 +173,10 @@ def test_airflow_connections_test_uses_the_hook(tmp_path: Path, simulator: Simul
     token and one field-metadata read for the simulator's credentials; the hook's message for a wrong secret."""
 
     def cli_test(password: str) -> subprocess.CompletedProcess:
-        conn = json.dumps({"conn_type": "zoho_crm", "login": "1000.SIMULATOR", "password": password,
-                           "extra": {"refresh_token": "1000.simulator.refresh", "api_domain": simulator.url,
-                                     "accounts_url": simulator.url}})
+        connection = dict([simulator.env_var("zoho_cli_check", password=password)])
         return subprocess.run(
             [AIRFLOW_BIN, "connections", "test", "zoho_cli_check"], cwd=tmp_path, capture_output=True, text=True,
-            timeout=300, env=airflow_env(tmp_path, AIRFLOW_CONN_ZOHO_CLI_CHECK=conn,
-                                         AIRFLOW__CORE__TEST_CONNECTION="Enabled"),
+            timeout=300, env=airflow_env(tmp_path, **connection, AIRFLOW__CORE__TEST_CONNECTION="Enabled"),
         )
 
     before = len(simulator.requests())

@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -37,22 +36,8 @@ keeps it disabled unless ``[core] test_connection`` is ``Enabled``). The tests' 
 def simulator_connection(
     sim: SimulatorProcess, window_seconds: float | None = None, conn_id: str = "zoho_crm_default"
 ) -> dict[str, str]:
-    """Environment holding ``AIRFLOW_CONN_<CONN_ID>``: the README's connection, its hosts pointed at ``sim``.
-
-    :param window_seconds: only for a simulator on a compressed clock: the connection's
-        ``download_window_seconds`` (and ``download_limit`` 10) extras. None: the README's form, Zoho's 60 s.
-    """
-    extra: dict[str, Any] = {
-        "refresh_token": "1000.simulator.refresh",
-        "data_center": "us",
-        "environment": "production",
-        "api_domain": sim.url,
-        "accounts_url": sim.url,
-    }
-    if window_seconds is not None:
-        extra.update(download_limit=10, download_window_seconds=window_seconds)
-    connection = {"conn_type": "http", "login": "1000.SIMULATOR", "password": "simulator-secret", "extra": extra}
-    return {f"AIRFLOW_CONN_{conn_id.upper()}": json.dumps(connection)}
+    """Deprecated alias of ``dict([sim.env_var(conn_id, conn_type="http", window_seconds=...)])`` (bench, operators)."""
+    return dict([sim.env_var(conn_id, conn_type="http", window_seconds=window_seconds)])
 
 
 def airflow_home() -> Path:
@@ -105,5 +90,6 @@ def default_install() -> Iterator[DefaultInstall]:
     with metadata_server(home) as database, SimulatorProcess(**DEMO_SIMULATOR_OPTIONS) as sim:
         database.ensure_database(METADATA_DATABASE)
         url = database.sqlalchemy_url(METADATA_DATABASE)
-        env = {**simulator_connection(sim), **default_install_env(home, url, export_dir)}
+        env = default_install_env(home, url, export_dir)
+        env.update([sim.env_var(conn_type="http")])  # the README's HTTP-type connection
         yield DefaultInstall(home, export_dir, database, url, sim, env)

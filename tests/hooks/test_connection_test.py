@@ -11,18 +11,19 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from include.devtools.airflow_stack import free_port
 from include.devtools.zoho_simulator.process import SimulatorProcess
-from tests.hooks.zoho_conn import CLIENT_ID, CLIENT_SECRET, REFRESH_TOKEN, assert_no_secret
+from tests.hooks.zoho_conn import CLIENT_ID, CLIENT_SECRET, assert_no_secret
 from zoho_crm.hooks.zoho_crm import ZohoCRMHook
 
 CONN_ID = "zoho_crm_ui_test"
 WRONG_SECRET = "not-the-simulator-secret-42"
 WRONG_REFRESH = "1000.0123456789abcdef0123.fedcba9876543210fedc"
+FORM_DEFAULTS = {"window_seconds": 60, "api_version": "v8"}
+"""With the README's fields, what the provider's form stores in the extra: API version, download limit and window."""
 
 
 @pytest.fixture
@@ -31,17 +32,6 @@ def homes(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     monkeypatch.setenv("AIRFLOW_HOME", str(tmp_path / "home"))
     monkeypatch.delenv("ZOHO_CRM_TOKEN_CACHE_DIR", raising=False)
     return tmp_path
-
-
-def zoho_crm_connection(
-    monkeypatch: pytest.MonkeyPatch, *, login: str = CLIENT_ID, password: str = CLIENT_SECRET, **extra: Any
-) -> None:
-    """The provider's connection type, as the form stores it: every field in the extra under its own name."""
-    fields = {"refresh_token": REFRESH_TOKEN, "data_center": "us", "environment": "production", "api_version": "v8",
-              "download_limit": 10, "download_window_seconds": 60, **extra}
-    monkeypatch.setenv(f"AIRFLOW_CONN_{CONN_ID.upper()}", json.dumps(
-        {"conn_type": "zoho_crm", "login": login, "password": password, "extra": fields}
-    ))
 
 
 def files_under(root: Path) -> list[Path]:
@@ -55,7 +45,7 @@ def token_requests(sim: SimulatorProcess) -> int:
 def test_simulator_credentials_pass_with_a_fresh_token_and_no_cache_file(
     sim: SimulatorProcess, monkeypatch: pytest.MonkeyPatch, homes: Path
 ) -> None:
-    zoho_crm_connection(monkeypatch, api_domain=sim.url, accounts_url=sim.url)
+    monkeypatch.setenv(*sim.env_var(CONN_ID, **FORM_DEFAULTS))
     ok, message = ZohoCRMHook(CONN_ID).test_connection()
     assert ok, message
     assert "Connected to Zoho CRM" in message and "fields of Leads" in message and CLIENT_ID in message
@@ -71,7 +61,7 @@ def test_simulator_credentials_pass_with_a_fresh_token_and_no_cache_file(
 def test_the_deployment_token_cache_is_neither_used_nor_changed(
     sim: SimulatorProcess, monkeypatch: pytest.MonkeyPatch, homes: Path
 ) -> None:
-    zoho_crm_connection(monkeypatch, api_domain=sim.url, accounts_url=sim.url)
+    monkeypatch.setenv(*sim.env_var(CONN_ID, **FORM_DEFAULTS))
     ZohoCRMHook(CONN_ID).get_field_metadata("Leads")  # a task: fills the shared cache
     cache = homes / "home" / "zoho_crm_token_cache"
     before = {path: path.read_bytes() for path in files_under(cache)}
@@ -89,7 +79,7 @@ def test_the_deployment_token_cache_is_neither_used_nor_changed(
 def test_a_wrong_secret_names_client_and_data_centre_without_the_secret(
     sim: SimulatorProcess, monkeypatch: pytest.MonkeyPatch, homes: Path
 ) -> None:
-    zoho_crm_connection(monkeypatch, password=WRONG_SECRET, api_domain=sim.url, accounts_url=sim.url)
+    monkeypatch.setenv(*sim.env_var(CONN_ID, **FORM_DEFAULTS, password=WRONG_SECRET))
     ok, message = ZohoCRMHook(CONN_ID).test_connection()
     assert not ok
     assert "invalid_client" in message
@@ -104,8 +94,7 @@ def test_a_wrong_data_centre_is_named_as_a_cause_of_invalid_client(
     sim: SimulatorProcess, monkeypatch: pytest.MonkeyPatch, homes: Path
 ) -> None:
     """Zoho answers invalid_client to a client asked for in another data centre: the message says where it asked."""
-    zoho_crm_connection(monkeypatch, password=WRONG_SECRET, data_center="eu", api_domain=sim.url,
-                        accounts_url=sim.url)
+    monkeypatch.setenv(*sim.env_var(CONN_ID, **FORM_DEFAULTS, password=WRONG_SECRET, data_center="eu"))
     ok, message = ZohoCRMHook(CONN_ID).test_connection()
     assert not ok and "invalid_client" in message
     assert "another data centre" in message and sim.url in message
@@ -114,7 +103,7 @@ def test_a_wrong_data_centre_is_named_as_a_cause_of_invalid_client(
 def test_a_wrong_refresh_token_is_named(
     sim: SimulatorProcess, monkeypatch: pytest.MonkeyPatch, homes: Path
 ) -> None:
-    zoho_crm_connection(monkeypatch, refresh_token=WRONG_REFRESH, api_domain=sim.url, accounts_url=sim.url)
+    monkeypatch.setenv(*sim.env_var(CONN_ID, **FORM_DEFAULTS, refresh_token=WRONG_REFRESH))
     ok, message = ZohoCRMHook(CONN_ID).test_connection()
     assert not ok
     assert "invalid_code" in message and "Refresh token" in message
@@ -123,10 +112,10 @@ def test_a_wrong_refresh_token_is_named(
 
 
 def test_an_unreachable_accounts_host_fails_fast_and_says_so(
-    monkeypatch: pytest.MonkeyPatch, homes: Path
+    sim: SimulatorProcess, monkeypatch: pytest.MonkeyPatch, homes: Path
 ) -> None:
     closed = f"http://127.0.0.1:{free_port()}"  # nothing listens there
-    zoho_crm_connection(monkeypatch, api_domain=closed, accounts_url=closed)
+    monkeypatch.setenv(*sim.env_var(CONN_ID, **FORM_DEFAULTS, api_domain=closed, accounts_url=closed))
     ok, message = ZohoCRMHook(CONN_ID).test_connection()
     assert not ok
     assert "Could not reach" in message and closed in message
@@ -137,7 +126,7 @@ def test_an_unreachable_accounts_host_fails_fast_and_says_so(
 def test_an_incomplete_connection_names_the_missing_field_without_a_request(
     sim: SimulatorProcess, monkeypatch: pytest.MonkeyPatch, homes: Path
 ) -> None:
-    zoho_crm_connection(monkeypatch, refresh_token="", api_domain=sim.url, accounts_url=sim.url)
+    monkeypatch.setenv(*sim.env_var(CONN_ID, **FORM_DEFAULTS, refresh_token=""))
     ok, message = ZohoCRMHook(CONN_ID).test_connection()
     assert not ok
     assert message == "The connection is incomplete: extra refresh_token is missing."
@@ -152,13 +141,11 @@ def test_the_api_server_path_with_a_temporary_connection_id(
     from airflow.models.connection import Connection
 
     def run(password: str) -> tuple[bool, str]:
-        conn = Connection(
-            conn_id="tmpx8k2zq", conn_type="zoho_crm", login=CLIENT_ID, password=password,
-            extra=json.dumps({"refresh_token": REFRESH_TOKEN, "data_center": "us", "environment": "production",
-                              "api_version": "v8", "download_limit": 10, "download_window_seconds": 60,
-                              "api_domain": sim.url, "accounts_url": sim.url, "max_download_bytes": None,
-                              "token_cache_dir": None}),
-        )
+        form = sim.airflow_connection(**FORM_DEFAULTS, password=password)
+        # The form stores its empty optional fields as nulls.
+        extra = {**form["extra"], "max_download_bytes": None, "token_cache_dir": None}
+        conn = Connection(conn_id="tmpx8k2zq", conn_type=form["conn_type"], login=form["login"],
+                          password=form["password"], extra=json.dumps(extra))
         monkeypatch.setenv("AIRFLOW_CONN_TMPX8K2ZQ", conn.get_uri())
         try:
             return conn.test_connection()

@@ -18,7 +18,7 @@ import pytest
 from airflow.sdk._shared.secrets_masker import redact
 
 from tests.hooks.token_worker import run_workers
-from tests.hooks.zoho_conn import CLIENT_SECRET, REFRESH_TOKEN, assert_no_secret, use_simulator
+from tests.hooks.zoho_conn import CLIENT_SECRET, REFRESH_TOKEN, assert_no_secret
 from tests.local_http import QuietHandler, serving
 from tests.simulator_fixtures import start_simulator
 from zoho_crm.api.errors import ZohoError
@@ -45,14 +45,14 @@ def token_requests(sim) -> int:
 
 def new_job(sim, monkeypatch, tmp_path: Path) -> str:
     """Create a job with a separate cache dir (its token request is counted separately)."""
-    use_simulator(monkeypatch, sim, tmp_path / "setup-cache")
+    monkeypatch.setenv(*sim.env_var(conn_type="http", token_cache_dir=tmp_path / "setup-cache"))
     return ZohoCRMHook().create_bulk_read_job(build_bulk_read_body("Leads"))["id"]
 
 
 def test_eight_processes_three_calls_each_make_one_token_request(sim, monkeypatch, tmp_path):
     job_id = new_job(sim, monkeypatch, tmp_path)
     before = token_requests(sim)
-    use_simulator(monkeypatch, sim, tmp_path / "shared-cache")
+    monkeypatch.setenv(*sim.env_var(conn_type="http", token_cache_dir=tmp_path / "shared-cache"))
     results = run_workers(job_id, 8, 3)
     assert [r.get("error") for r in results] == [None] * 8
     assert len({r["pid"] for r in results}) == 8 and all(len(r["states"]) == 3 for r in results)
@@ -62,7 +62,7 @@ def test_eight_processes_three_calls_each_make_one_token_request(sim, monkeypatc
 
 def test_rejected_token_is_refreshed_once_for_all_processes(sim, monkeypatch, tmp_path):
     job_id = new_job(sim, monkeypatch, tmp_path)
-    use_simulator(monkeypatch, sim, tmp_path / "shared-cache")
+    monkeypatch.setenv(*sim.env_var(conn_type="http", token_cache_dir=tmp_path / "shared-cache"))
     before = token_requests(sim)
     results = run_workers(job_id, 4, 1, token_first=True, before_go=sim.revoke_tokens)
     assert [r.get("error") for r in results] == [None] * 4
@@ -81,7 +81,7 @@ def test_threads_in_one_process_share_one_token(zoho_conn):
 
 
 def test_async_refresh_from_a_cold_cache_is_single(sim, monkeypatch, tmp_path):
-    use_simulator(monkeypatch, sim, tmp_path / "cache")
+    monkeypatch.setenv(*sim.env_var(conn_type="http", token_cache_dir=tmp_path / "cache"))
 
     async def cold() -> set[str]:
         cache_dir = tmp_path / "cache"
@@ -96,7 +96,7 @@ def test_async_refresh_from_a_cold_cache_is_single(sim, monkeypatch, tmp_path):
 
 def test_expired_token_is_refreshed_before_use(monkeypatch, tmp_path):
     with start_simulator(token_lifetime=2) as sim:
-        use_simulator(monkeypatch, sim, tmp_path / "cache")
+        monkeypatch.setenv(*sim.env_var(conn_type="http", token_cache_dir=tmp_path / "cache"))
         hook = ZohoCRMHook()
         job_id = hook.create_bulk_read_job(build_bulk_read_body("Leads"))["id"]
         first = hook.get_access_token()
@@ -216,7 +216,8 @@ def test_waiters_do_not_repeat_a_failed_retried_refresh(sim, monkeypatch, tmp_pa
     before = token_requests(sim)
     _LosingAccountsHost.target = sim.url
     with serving(_LosingAccountsHost) as accounts:
-        use_simulator(monkeypatch, sim, tmp_path / "shared-cache", accounts_url=accounts)
+        monkeypatch.setenv(*sim.env_var(conn_type="http", token_cache_dir=tmp_path / "shared-cache",
+                                        accounts_url=accounts))
         results = run_workers(job_id, 4, 1, hook_kwargs={"retry_attempts": 3, "retry_max_wait": 0.2})
     errors = [r.get("error") or "" for r in results]
     assert all("ZohoTransientError" in e for e in errors), errors
@@ -268,18 +269,18 @@ def test_a_tampered_cache_entry_is_ignored_and_never_redirects_the_token(sim, mo
     _TokenCatcher.seen = []
     with serving(_TokenCatcher) as attacker, caplog.at_level("WARNING"):
         # Production without an api_domain override: a cached api_domain would pick the host.
-        use_simulator(monkeypatch, sim, tmp_path / "cache")
+        monkeypatch.setenv(*sim.env_var(conn_type="http", token_cache_dir=tmp_path / "cache"))
         ZohoCRMHook(**FAST).get_access_token()
         [entry] = (tmp_path / "cache").glob("*.token")
         forge(entry, attacker)
         forget_memory()
-        use_simulator(monkeypatch, sim, tmp_path / "cache", api_domain=None)
+        monkeypatch.setenv(*sim.env_var(conn_type="http", token_cache_dir=tmp_path / "cache", api_domain=None))
         with pytest.raises(ZohoError):
             ZohoCRMHook(**FAST).get_bulk_read_job(UNKNOWN_JOB)  # refreshes; the simulator's host is not Zoho's
         assert _TokenCatcher.seen == [], "the access token went to the host written into the cache"
         assert token_requests(sim) == 2, "the tampered entry was treated as absent"
         # With the override (the simulator): the tampered entry is refreshed and the calls go through.
-        use_simulator(monkeypatch, sim, tmp_path / "cache-2")
+        monkeypatch.setenv(*sim.env_var(conn_type="http", token_cache_dir=tmp_path / "cache-2"))
         ZohoCRMHook(**FAST).get_access_token()
         [entry] = (tmp_path / "cache-2").glob("*.token")
         forge(entry, attacker)

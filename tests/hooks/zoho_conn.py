@@ -1,8 +1,11 @@
-"""Test helpers: an Airflow env-var connection pointing the Zoho hook at a simulator, and secret checks."""
+"""Test helpers: the simulator's credentials and the checks that no secret reached text meant for logs or users.
+
+The connection to a simulator comes from ``SimulatorProcess.airflow_connection`` / ``.env_var``; the fixtures
+``sim`` and ``zoho_conn`` are in ``tests/simulator_fixtures.py``.
+"""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -14,39 +17,6 @@ CLIENT_ID = "1000.SIMULATOR"
 CLIENT_SECRET = "simulator-secret"
 REFRESH_TOKEN = "1000.simulator.refresh"
 CONN_ENV = "AIRFLOW_CONN_ZOHO_CRM_DEFAULT"
-
-
-def connection_json(
-    sim_url: str,
-    cache_dir: Path,
-    *,
-    login: str = CLIENT_ID,
-    password: str = CLIENT_SECRET,
-    refresh_token: str = REFRESH_TOKEN,
-    **extra: Any,
-) -> str:
-    """AIRFLOW_CONN_... JSON for the simulator (both hosts overridden) with its own token cache dir."""
-    return json.dumps(
-        {
-            "conn_type": "http",
-            "login": login,
-            "password": password,
-            "extra": {
-                "refresh_token": refresh_token,
-                "api_domain": sim_url,
-                "accounts_url": sim_url,
-                "token_cache_dir": str(cache_dir),
-                **extra,
-            },
-        }
-    )
-
-
-def use_simulator(
-    monkeypatch: pytest.MonkeyPatch, sim: SimulatorProcess, cache_dir: Path, conn_id: str = "zoho_crm_default", **kw: Any
-) -> None:
-    """Point connection ``conn_id`` at ``sim`` for this test."""
-    monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", connection_json(sim.url, cache_dir, **kw))
 
 
 def secrets_of(sim: SimulatorProcess | None = None) -> list[str]:
@@ -61,20 +31,20 @@ def secrets_of(sim: SimulatorProcess | None = None) -> list[str]:
 
 
 def assert_no_secret(text: str, sim: SimulatorProcess | None = None, extra: list[str] | None = None) -> None:
+    """Fail if ``text`` holds a secret of :func:`secrets_of` or one of ``extra``."""
     for secret in [*secrets_of(sim), *(extra or [])]:
         assert secret not in text, "a secret leaked into text meant for logs/users"
 
 
-@pytest.fixture
-def sim(simulator: SimulatorProcess):
-    """The session simulator, reset before and after the test."""
-    simulator.reset()
-    yield simulator
-    simulator.reset()
+# -- deprecated: until tests/operators, tests/sensors, tests/triggers and tests/hooks/test_hook_calls.py and
+# test_hostile_answers.py call SimulatorProcess.env_var themselves.
+def use_simulator(monkeypatch: pytest.MonkeyPatch, sim: SimulatorProcess, cache_dir: Path,
+                  conn_id: str = "zoho_crm_default", **kw: Any) -> None:
+    """Deprecated alias of ``monkeypatch.setenv(*sim.env_var(conn_id, conn_type="http", token_cache_dir=...))``."""
+    monkeypatch.setenv(*sim.env_var(conn_id, conn_type="http", token_cache_dir=cache_dir, **kw))
 
 
-@pytest.fixture
-def zoho_conn(sim: SimulatorProcess, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> SimulatorProcess:
-    """``zoho_crm_default`` pointing at the reset session simulator, with a fresh token cache dir."""
-    use_simulator(monkeypatch, sim, tmp_path / "token-cache")
-    return sim
+def connection_json(url: str, cache_dir: Path, **kw: Any) -> str:
+    """Deprecated alias: the simulator's HTTP-type connection, both hosts at ``url`` (a server other than it)."""
+    return SimulatorProcess().env_var(conn_type="http", token_cache_dir=cache_dir, api_domain=url, accounts_url=url,
+                                      **kw)[1]

@@ -18,32 +18,9 @@ import psutil
 
 from include.devtools.airflow_stack import AirflowStack
 from include.devtools.zoho_simulator.process import SimulatorProcess
-from zoho_crm.export.layout import final_dir, run_key, staging_dir
+from zoho_crm.export.layout import final_key, run_key, staging_key
 
-CLIENT_ID = "1000.SIMULATOR"
-CLIENT_SECRET = "simulator-secret"
-REFRESH_TOKEN = "1000.simulator.refresh"
 PARTIAL_MARKERS = (".part", ".tmp")
-
-
-def connection_json(api_url: str, accounts_url: str, window: float, **changes: Any) -> str:
-    """A Zoho connection (JSON form) for a simulator; ``changes`` override top-level keys or extras (None drops)."""
-    extra: dict[str, Any] = {
-        "refresh_token": REFRESH_TOKEN,
-        "data_center": "us",
-        "api_domain": api_url,
-        "accounts_url": accounts_url,
-        "download_limit": 10,
-        "download_window_seconds": window,
-    }
-    connection: dict[str, Any] = {"conn_type": "http", "login": CLIENT_ID, "password": CLIENT_SECRET}
-    for key, value in changes.items():
-        target = connection if key in connection else extra
-        if value is None:
-            target.pop(key, None)
-        else:
-            target[key] = value
-    return json.dumps({**connection, "extra": extra})
 
 
 # -- where a run writes --------------------------------------------------------------------------------------
@@ -52,7 +29,7 @@ def connection_json(api_url: str, accounts_url: str, window: float, **changes: A
 def run_dirs(export_dir: Path, run_id: str, module: str = "Leads") -> tuple[Path, Path]:
     """(staging, published) directories of a manual run."""
     key = run_key("manual", run_id, None, None)
-    return staging_dir(module, key, run_id, export_dir), final_dir(module, key, export_dir)
+    return export_dir / staging_key(module, key, run_id), export_dir / final_key(module, key)
 
 
 def partial_files(root: Path) -> list[Path]:

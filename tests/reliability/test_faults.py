@@ -26,14 +26,13 @@ from include.devtools.airflow_stack import REPO_ROOT, AirflowStack
 from include.devtools.metadata_db import MetadataDatabases
 from include.devtools.zoho_simulator.process import SimulatorProcess
 from tests.deployments import LOCAL
+from tests.hooks.zoho_conn import CLIENT_SECRET, REFRESH_TOKEN
+from tests.operators.download_checks import max_in_sliding_window
 from tests.reliability.slow_proxy import slow_proxy
 from tests.reliability.support import (
-    CLIENT_SECRET,
-    REFRESH_TOKEN,
     DownloadStorm,
     ThrottleLift,
     WorkerKiller,
-    connection_json,
     files_under,
     partial_files,
     published_partials,
@@ -44,7 +43,6 @@ from tests.reliability.support import (
     token_request_bound,
 )
 from tests.stack_support import airflow_stack
-from zoho_crm.rate_limit.window import max_in_sliding_window
 
 pytestmark = LOCAL
 
@@ -123,7 +121,7 @@ def deployment(
                 for name, options in SCENARIO_SIMS.items()}
         kill_api = stack_of.enter_context(slow_proxy(sims["kill"].port, KILL_BYTES_PER_SECOND))
         env = {
-            "AIRFLOW_CONN_ZOHO_CRM_DEFAULT": connection_json(main.url, main.url, WINDOW),
+            **dict([main.env_var(conn_type="http", window_seconds=WINDOW)]),
             "ZOHO_RELIABILITY_DAGS": json.dumps(DAG_OPTIONS),
             "ZOHO_EXPORT_DIR": str(root / "output"),
             "ZOHO_CRM_TOKEN_CACHE_DIR": str(root / "token-cache"),
@@ -133,9 +131,8 @@ def deployment(
         for name in DAG_OPTIONS:
             sim = sims["hostile" if name in HOSTILE_CONNECTIONS else name]
             api = kill_api if name == "kill" else sim.url
-            env[f"AIRFLOW_CONN_{dag_of(name).upper()}"] = connection_json(
-                api, sim.url, WINDOW, **HOSTILE_CONNECTIONS.get(name, {})
-            )
+            env.update([sim.env_var(dag_of(name), conn_type="http", window_seconds=WINDOW, api_domain=api,
+                                    **HOSTILE_CONNECTIONS.get(name, {}))])
         stack = stack_of.enter_context(
             airflow_stack(root / "airflow", dags_folder=dags, env=env, databases=embedded_databases,
                           parallelism=PARALLELISM)

@@ -24,6 +24,7 @@ import pytest
 
 from include.devtools.airflow_stack import REPO_ROOT
 from tests.deployments import LOCAL, Deployment
+from tests.hooks.zoho_conn import CLIENT_ID, CLIENT_SECRET, REFRESH_TOKEN
 from tests.ui import browser
 from tests.ui.browser import click, element, log_in, replace_editor_text, toast, toast_ids, wait
 
@@ -36,7 +37,6 @@ BACKFILL_DATES = ("2026/11/20", "2026/11/21")
 FEW_LEADS = {"field": {"api_name": "Lead_Status"}, "comparator": "equal", "value": "Not Contacted"}
 """192 of the default install's 1,400 Leads: one 200-record page, so one download."""
 DOCS_SCREENSHOT = REPO_ROOT / "docs" / "zoho-crm-connection-form.png"
-CLIENT_ID, CLIENT_SECRET, REFRESH_TOKEN = "1000.SIMULATOR", "simulator-secret", "1000.simulator.refresh"
 TRIGGER_DIALOG = "//*[@role='dialog'][.//*[@data-testid='trigger-dag-submit']]"
 CONNECTION_DIALOG = "//*[@role='dialog'][.//input[@name='connection_id']]"
 

@@ -169,3 +169,144 @@ class SimulatorProcess:
     def wait_for(self, predicate: Any, timeout: float = 10.0, interval: float = 0.05) -> Any:
         """Poll ``predicate()`` until it returns a truthy value (returned) or raise TimeoutError."""
         return wait_until(predicate, timeout=timeout, interval=interval, what="a simulator condition")
+
+    # -- the Airflow connection to this simulator --------------------------------------------------------------
+    def airflow_connection(
+        self,
+        conn_type: str = "zoho_crm",
+        *,
+        window_seconds: float | None = None,
+        token_cache_dir: str | os.PathLike[str] | None = None,
+        **changes: Any,
+    ) -> dict[str, Any]:
+        """The README's connection (client id and secret, refresh token, data centre, environment) with its two
+        host overrides pointed at this simulator, as the JSON object of ``AIRFLOW_CONN_<ID>``.
+
+        The credentials are the ones this simulator accepts (its ``client_id``, ``client_secret`` and
+        ``refresh_token`` options, else their defaults).
+
+        :param conn_type: ``zoho_crm`` (the provider's type) or ``http`` (the same extras, typed as JSON).
+        :param window_seconds: only for a simulator on a compressed clock: the ``download_window_seconds`` extra,
+            with ``download_limit`` 10. None: neither extra, Zoho's 60 s window.
+        :param token_cache_dir: the ``token_cache_dir`` extra; None: none, the deployment's default cache.
+        :param changes: ``login`` or ``password`` replace a credential; any other name sets that extra
+            (``api_domain=proxy_url``, ``data_center="eu"``); a value of None removes it.
+        """
+        if conn_type not in ("zoho_crm", "http"):
+            raise ValueError(f"conn_type {conn_type!r} is not a Zoho connection type: use 'zoho_crm' or 'http'.")
+        from include.devtools.zoho_simulator.config import build_parser
+
+        def accepted(name: str) -> str:
+            return str(self.options.get(name) or build_parser().get_default(name))
+
+        connection: dict[str, Any] = {
+            "conn_type": conn_type, "login": accepted("client_id"), "password": accepted("client_secret"),
+        }
+        extra: dict[str, Any] = {
+            "refresh_token": accepted("refresh_token"),
+            "data_center": "us",
+            "environment": "production",
+            "api_domain": self.url,
+            "accounts_url": self.url,
+        }
+        if window_seconds is not None:
+            extra.update(download_limit=10, download_window_seconds=window_seconds)
+        if token_cache_dir is not None:
+            extra["token_cache_dir"] = str(token_cache_dir)
+        for name, value in changes.items():
+            target = connection if name in ("login", "password") else extra
+            if value is None:
+                target.pop(name, None)
+            else:
+                target[name] = value
+        return {**connection, "extra": extra}
+
+    def env_var(self, conn_id: str = "zoho_crm_default", **options: Any) -> tuple[str, str]:
+        """``(AIRFLOW_CONN_<CONN_ID>, JSON)`` of :meth:`airflow_connection`: ``monkeypatch.setenv(*sim.env_var())``,
+        ``env.update([sim.env_var()])``.
+
+        :param conn_id: the Airflow connection id.
+        :param options: the arguments of :meth:`airflow_connection`.
+        """
+        return f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(self.airflow_connection(**options))
+
+    # -- records over simulated time ---------------------------------------------------------------------------
+    def set_clock(self, now: str | None = None, rate: float | None = None) -> dict[str, Any]:
+        """Move the simulated clock and/or set its rate; returns ``{"now", "epoch", "rate", "end"}``.
+
+        :param now: the new simulated moment, ISO 8601 with offset; None keeps the current one.
+        :param rate: simulated seconds per wall-clock second from now on (0: the clock stands still).
+        """
+        return self.control("POST", "clock", {"now": now, "rate": rate})
+
+    def clock(self) -> dict[str, Any]:
+        """The simulated now: ``{"now": ISO, "epoch": int, "rate": float, "end": ISO of the generated span's end}``."""
+        return self.control("GET", "clock")
+
+    def change_record(self, module: str, record_id: str, at: str | None = None) -> dict[str, Any]:
+        """Schedule an edit: from ``at`` on the record has Modified_Time ``at`` and newly drawn editable values.
+
+        :param module: module API name.
+        :param record_id: the record's id.
+        :param at: ISO 8601 with offset; None: the clock's now.
+        """
+        return self.control("POST", "changes", {"module": module, "id": record_id, "at": at})
+
+    def delete_record(self, module: str, record_id: str, at: str | None = None,
+                      kind: str = "recycle") -> dict[str, Any]:
+        """Schedule a deletion at ``at`` (replaces the record's random deletion history).
+
+        :param module: module API name.
+        :param record_id: the record's id.
+        :param at: ISO 8601 with offset; None: the clock's now.
+        :param kind: ``recycle`` (restorable within the retention) or ``permanent``.
+        """
+        return self.control("POST", "deletions", {"module": module, "id": record_id, "at": at, "type": kind})
+
+    def restore_record(self, module: str, record_id: str, at: str | None = None) -> dict[str, Any]:
+        """Restore a record that is in the recycle bin at ``at``: live again with Modified_Time ``at``.
+
+        :param module: module API name.
+        :param record_id: the record's id.
+        :param at: ISO 8601 with offset; None: the clock's now.
+        """
+        return self.control("POST", "restores", {"module": module, "id": record_id, "at": at})
+
+    def add_field(self, module: str, api_name: str, data_type: str, at: str | None = None,
+                  **options: Any) -> dict[str, Any]:
+        """Add a field to the module's metadata and all-fields CSVs from ``at`` on; returns its metadata.
+
+        Records last modified before ``at`` have the field empty.
+
+        :param module: module API name.
+        :param api_name: the new field's API name.
+        :param data_type: text, picklist, multiselectpicklist, integer, bigint, double, currency, percent,
+            boolean, date, datetime, autonumber, lookup, email, phone, textarea.
+        :param at: ISO 8601 with offset; None: the clock's now.
+        :param options: ``values`` (pick lists), ``decimal_place``, ``prefix``/``suffix``/``start_number``
+            (autonumber), ``lookup_module``.
+        """
+        body = {"module": module, "api_name": api_name, "data_type": data_type, "at": at, **options}
+        return self.control("POST", "fields", body)
+
+    def records(self, module: str, fields: list[str], criteria: dict[str, Any] | None = None,
+                at: str | None = None) -> list[dict[str, str]]:
+        """The live records (id and ``fields`` as CSV text) at ``at`` (default: the clock's now).
+
+        :param module: module API name.
+        :param fields: field API names (``id`` is always included).
+        :param criteria: a Bulk Read criteria tree, evaluated like a job's.
+        :param at: ISO 8601 with offset.
+        """
+        params = {"fields": ",".join(fields)}
+        if criteria is not None:
+            params["criteria"] = json.dumps(criteria)
+        if at is not None:
+            params["at"] = at
+        return self.control("GET", f"records/{module}?{urllib.parse.urlencode(params)}", timeout=120)["rows"]
+
+    def deleted_records(self, module: str, at: str | None = None) -> list[dict[str, Any]]:
+        """Every deletion of the module at ``at`` (default: the clock's now), as the Deleted Records API's entries,
+        newest first, unpaged."""
+        query = "" if at is None else "?" + urllib.parse.urlencode({"at": at})
+        return self.control("GET", f"deleted/{module}{query}", timeout=120)["deleted"]

@@ -149,10 +149,6 @@ class ZohoTransientError(ZohoError):
     default_retryable = True
 
 
-class ZohoJobFailedError(ZohoError):
-    """A bulk read job ended in state FAILURE."""
-
-
 class ZohoJobIdError(ZohoError):
     """A bulk read job id that is not Zoho's (digits only): never put into a URL or a path. Not retryable."""
 
@@ -183,7 +179,7 @@ ERROR_FAMILIES: dict[str, type[ZohoError]] = {
     cls.__name__: cls
     for cls in (
         ZohoError, ZohoAuthError, ZohoScopeError, ZohoPermissionError, ZohoConfigError, ZohoRequestError,
-        ZohoNotFoundError, ZohoRateLimitError, ZohoTransientError, ZohoJobFailedError, ZohoJobIdError,
+        ZohoNotFoundError, ZohoRateLimitError, ZohoTransientError, ZohoJobIdError,
     )
 }
 """The error classes by name (the token cache records a failed refresh's class and rebuilds it)."""

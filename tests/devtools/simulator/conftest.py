@@ -1,4 +1,5 @@
-"""Fixtures of the simulator tests: one shared simulator, reset before each test."""
+"""Fixtures of the simulator tests: the shared ``simulator`` (tests/simulator_fixtures.py), reset before each test
+with fast jobs, and an access token of it."""
 
 from __future__ import annotations
 
@@ -8,14 +9,13 @@ import pytest
 
 from include.devtools.zoho_simulator.process import SimulatorProcess
 from tests.devtools.simulator.sim_client import access_token
-from tests.simulator_fixtures import simulator, start_simulator  # noqa: F401 -- fixtures for this directory
 
 FAST = {"job_seconds": 0.2}
 
 
 @pytest.fixture
-def sim(simulator: SimulatorProcess) -> Iterator[SimulatorProcess]:  # noqa: F811
-    """The shared simulator, reset to its start-up settings with fast jobs."""
+def sim(simulator: SimulatorProcess) -> Iterator[SimulatorProcess]:
+    """Here instead of the suite's ``sim``: the shared simulator, reset to its start-up settings with fast jobs."""
     simulator.reset()
     simulator.set_faults(**FAST)
     yield simulator
