@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import io
+import os
+import time
 import zipfile
 
 import pytest
@@ -78,6 +81,32 @@ def test_download_is_one_request_without_retries_on_429(zoho_conn):
     assert caught.value.retryable and caught.value.code == "TOO_MANY_REQUESTS"
     assert [r["status"] for r in zoho_conn.requests("download")] == [429]
     assert_no_secret(str(caught.value), zoho_conn)
+
+
+def test_download_to_file_is_one_request_streamed_into_place(zoho_conn, tmp_path):
+    hook = ZohoCRMHook(**FAST)
+    job_id = completed_job(zoho_conn, hook)
+    progress: list[str] = []
+    downloaded = hook.download_to_file(job_id, tmp_path / "out", token=hook.get_token(), log=progress.append)
+    [request] = zoho_conn.requests("download")
+    served = {d["job_id"]: d for d in zoho_conn.downloads()}[job_id]
+    data = (tmp_path / "out" / f"{job_id}.zip").read_bytes()
+    assert (downloaded.path, downloaded.file_name) == (str(tmp_path / "out" / f"{job_id}.zip"), f"{job_id}.zip")
+    assert hashlib.sha256(data).hexdigest() == downloaded.sha256 == served["zip_sha256"]
+    assert downloaded.size == len(data) == served["bytes"]
+    assert request["status"] == 200 and request["wall"] <= downloaded.answered_at <= time.time()
+    assert progress[-1].startswith(f"downloaded {len(data)} of {len(data)} bytes") and progress[-1].endswith("(done)")
+    assert os.listdir(tmp_path / "out") == [f"{job_id}.zip"]
+
+
+def test_download_to_file_on_429_raises_after_one_request_and_keeps_nothing(zoho_conn, tmp_path):
+    hook = ZohoCRMHook(**FAST)
+    job_id = completed_job(zoho_conn, hook)
+    zoho_conn.foreign_downloads(10)
+    with pytest.raises(ZohoRateLimitError, match="TOO_MANY_REQUESTS"):
+        hook.download_to_file(job_id, tmp_path / "out", token=hook.get_token())
+    assert [r["status"] for r in zoho_conn.requests("download")] == [429]
+    assert not (tmp_path / "out").exists()
 
 
 def test_download_of_unfinished_job_raises_the_json_error(zoho_conn):

@@ -1,4 +1,5 @@
-"""Shared pieces of the download tests and the bench: runs of the download test DAG and the rate-limit checks."""
+"""Shared pieces of the download tests and the bench: runs of the download test DAG, the rate-limit checks and
+measures of a request log (sliding-window peak, utilisation)."""
 
 from __future__ import annotations
 
@@ -7,13 +8,12 @@ import json
 import os
 import time
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 from include.devtools.airflow_stack import AirflowStack
 from include.devtools.zoho_simulator.process import SimulatorProcess
-from zoho_crm.rate_limit.window import max_in_sliding_window
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DAG_ID = "zoho_test_downloads"
@@ -115,3 +115,28 @@ def assert_never_over_limit(ours: list[dict[str, Any]], *, limit: int, window: f
     assert peak <= limit, f"{peak} download requests started within one {window} s window (limit {limit})"
     return peak
 
+
+def max_in_sliding_window(times: Iterable[float], window: float) -> int:
+    """Largest number of ``times`` in any half-open window ``[t, t + window)`` that starts at one of them."""
+    ordered = sorted(times)
+    best = 0
+    end = 0
+    for start_index, start in enumerate(ordered):
+        end = max(end, start_index)
+        while end < len(ordered) and ordered[end] < start + window:
+            end += 1
+        best = max(best, end - start_index)
+    return best
+
+
+def utilisation(times: Iterable[float], limit: int, window: float) -> float:
+    """Achieved request rate over the allowed rate while requests were being made.
+
+    The requests are taken to use the allowance from the first start until one window after the last start
+    (the moment the last one stops counting), so a perfectly paced run of ``k * limit`` requests scores 1.0.
+    """
+    ordered = sorted(times)
+    if not ordered:
+        raise ValueError("no requests to measure")
+    busy = ordered[-1] - ordered[0] + window
+    return len(ordered) / (limit * busy / window)

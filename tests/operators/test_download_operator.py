@@ -26,8 +26,9 @@ from include.devtools.local_setup import simulator_connection
 from include.devtools.zoho_simulator.process import SimulatorProcess
 from tests.simulator_fixtures import start_simulator
 from zoho_crm.hooks.zoho_crm import ZohoCRMHook
-from zoho_crm.operators.download import SlotHoldTrigger, ZohoBulkReadDownloadOperator
+from zoho_crm.operators.download import AttemptOutcome, OutcomeKind, ZohoBulkReadDownloadOperator
 from zoho_crm.rate_limit.window import HOLD_MARGIN_SECONDS
+from zoho_crm.triggers.slot_hold import SlotHoldTrigger
 
 WINDOW = 1.0
 
@@ -131,17 +132,21 @@ def test_success_holds_the_slot_then_returns_the_file(
     assert len(sim.requests("download")) == 1, "resuming after success must not download again"
 
 
-def fire_now(trigger: SlotHoldTrigger) -> TriggerEvent:
-    """Rebuild the trigger from its serialized form (as the triggerer does), due now, and run it."""
-    classpath, kwargs = trigger.serialize()
-    rebuilt = import_string(classpath)(**{**kwargs, "moment": datetime.now(UTC)})
+def first_event(trigger: SlotHoldTrigger) -> TriggerEvent:
+    """Run the trigger to its first event."""
 
-    async def first_event() -> TriggerEvent:
-        async for event in rebuilt.run():
+    async def run() -> TriggerEvent:
+        async for event in trigger.run():
             return event
         raise AssertionError("the trigger yielded no event")
 
-    return asyncio.run(first_event())
+    return asyncio.run(run())
+
+
+def fire_now(trigger: SlotHoldTrigger) -> TriggerEvent:
+    """Rebuild the trigger from its serialized form (as the triggerer does), due now, and run it."""
+    classpath, kwargs = trigger.serialize()
+    return first_event(import_string(classpath)(**{**kwargs, "moment": datetime.now(UTC)}))
 
 
 def test_the_hold_trigger_round_trips_and_ends_a_successful_task(
@@ -152,6 +157,45 @@ def test_the_hold_trigger_round_trips_and_ends_a_successful_task(
     event = fire_now(deferred.trigger)
     assert isinstance(event, TaskSuccessEvent) and event.xcoms is None, "a success ends in the triggerer"
     assert ctx["ti"].xcoms["return_value"]["sha256"], "its result was pushed by the worker before the hold"
+
+
+def test_a_task_deferred_under_the_old_trigger_classpath_still_resumes() -> None:
+    """Tasks deferred by an earlier version stored ``zoho_crm.operators.download.SlotHoldTrigger``: the triggerer
+    still imports it, and it fires (and serializes) as the trigger it now is."""
+    moment = datetime.now(UTC)
+    stored = import_string("zoho_crm.operators.download.SlotHoldTrigger")(moment=moment, end_from_trigger=False)
+    assert stored.serialize() == (
+        "zoho_crm.triggers.slot_hold.SlotHoldTrigger", {"moment": moment, "end_from_trigger": False}
+    )
+    event = first_event(stored)
+    assert type(event) is TriggerEvent and event.payload == moment
+
+
+@pytest.mark.parametrize(
+    "outcome",
+    [
+        AttemptOutcome(OutcomeKind.SUCCESS),
+        AttemptOutcome(OutcomeKind.LEDGER_FULL),
+        AttemptOutcome(OutcomeKind.RATE_LIMITED, "TOO_MANY_REQUESTS: wait"),
+        AttemptOutcome(OutcomeKind.UNEXPECTED, "OSError: disk full"),
+    ],
+)
+def test_an_outcome_round_trips_through_the_deferral_kwargs_as_plain_json(outcome: AttemptOutcome) -> None:
+    stored = json.loads(json.dumps(serialize({"outcome": outcome.to_dict()})))
+    assert stored["outcome"] == outcome.to_dict(), "the kwargs hold plain JSON, the form earlier versions stored"
+    assert AttemptOutcome.from_dict(deserialize(stored)["outcome"]) == outcome
+
+
+def test_outcomes_stored_by_an_earlier_version_are_acted_on(tmp_path: Path, ctx: dict[str, Any]) -> None:
+    """The deferral kwargs of a task deferred before the outcome was a dataclass: dicts keyed by ``kind``."""
+    op = operator({"job_id": "1234567890123456789"}, tmp_path / "out")
+    with pytest.raises(AirflowFailException, match=r"^RESOURCE_NOT_FOUND: gone$"):
+        op.resume_after_hold(ctx, attempt=1, outcome={"kind": "fatal", "message": "RESOURCE_NOT_FOUND: gone"})
+    with pytest.raises(RuntimeError, match=r"^OSError: disk full$"):
+        op.resume_after_hold(ctx, attempt=1, outcome={"kind": "unexpected", "message": "OSError: disk full"})
+    with pytest.raises(AirflowFailException, match=r"failed 6 times in a row .*last error: TOO_MANY_REQUESTS"):
+        op.resume_after_hold(ctx, attempt=6, outcome={"kind": "rate_limited", "message": "TOO_MANY_REQUESTS"})
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.parametrize(

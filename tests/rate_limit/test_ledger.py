@@ -19,8 +19,8 @@ from include.devtools.zoho_simulator.process import SimulatorProcess
 from tests.hooks.zoho_conn import CONN_ENV
 from tests.operators.download_checks import assert_never_over_limit, download_log, next_request_seq
 from tests.operators.test_download_operator import completed_job, hook, operator, sim  # noqa: F401 - fixtures
+from zoho_crm.hooks.download import stream_to_file
 from zoho_crm.hooks.zoho_crm import ZohoCRMHook
-from zoho_crm.operators.download import stream_to_file
 from zoho_crm.rate_limit.ledger import DownloadLedger
 
 WINDOW = 1.0  # the simulator's and the connection's (tests/operators/test_download_operator.py)

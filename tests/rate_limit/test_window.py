@@ -1,4 +1,5 @@
-"""The pure rate-limit helpers: slot release time, sliding-window count, utilisation."""
+"""The pure rate-limit helpers: slot release time; and the request-log measures of the tests and the bench
+(sliding-window count, utilisation: tests/operators/download_checks.py)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from zoho_crm.rate_limit.window import hold_until, max_in_sliding_window, utilisation
+from tests.operators.download_checks import max_in_sliding_window, utilisation
+from zoho_crm.rate_limit.window import hold_until
 
 
 def test_hold_until_is_anchor_plus_window_plus_margin_in_utc() -> None:

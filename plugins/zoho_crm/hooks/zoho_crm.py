@@ -1,12 +1,14 @@
 """ZohoCRMHook: OAuth (shared token cache), Bulk Read jobs, field metadata and the result download.
 
-Sync calls go through the HTTP provider's ``HttpHook`` (bound to a Zoho host, never sending the connection's
-credentials as basic auth or headers) with ``tenacity`` retries; async calls (the trigger) use aiohttp.
+Sync calls go through the HTTP provider's ``HttpHook`` (``airflow_compat.BaseUrlHttpHook``: bound to a Zoho host,
+never sending the connection's credentials as basic auth or headers) with ``tenacity`` retries; async calls (the
+trigger) use aiohttp. The download streams through :mod:`zoho_crm.hooks.download`.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import time
 import urllib.parse
 from collections.abc import Awaitable, Callable, Iterator
@@ -17,10 +19,10 @@ import aiohttp
 import requests
 import tenacity
 import urllib3
-from airflow.providers.http.hooks.http import HttpHook
 from airflow.sdk import BaseHook
 from airflow.sdk.log import mask_secret
 
+from zoho_crm.airflow_compat import BaseUrlHttpHook
 from zoho_crm.api.errors import (
     ZohoAuthError,
     ZohoConfigError,
@@ -34,6 +36,7 @@ from zoho_crm.api.errors import (
 )
 from zoho_crm.api.modules import FIELDS_READ_SCOPE
 from zoho_crm.hooks.connection import CONN_TYPE, ZOHO_API_HOSTS, ZohoConnectionConfig
+from zoho_crm.hooks.download import DownloadedFile, stream_to_file
 from zoho_crm.hooks.token_cache import AccessToken, TokenCache
 from zoho_crm.rate_limit.ledger import DownloadLedger
 
@@ -44,27 +47,6 @@ TEST_TIMEOUT_SECONDS = 15.0
 """Timeout of each request of :meth:`ZohoCRMHook.test_connection` (one attempt each: a person waits for it)."""
 TEST_MODULE = "Leads"
 """The module whose field metadata :meth:`ZohoCRMHook.test_connection` reads (every org has Leads)."""
-
-
-class _ZohoHttpHook(HttpHook):
-    """HttpHook bound to one Zoho base URL; sessions carry only the headers we pass (no connection secrets)."""
-
-    def __init__(self, base_url: str, method: str, conn_id: str) -> None:
-        super().__init__(method=method, http_conn_id=conn_id)
-        self.base_url = base_url
-        self._base_url_initialized = True
-
-    def get_conn(
-        self, headers: dict[Any, Any] | None = None, extra_options: dict[str, Any] | None = None
-    ) -> requests.Session:
-        self.merged_extra = dict(extra_options or {})
-        session = requests.Session()
-        session.stream = bool(self.merged_extra.get("stream", False))
-        session.trust_env = True
-        session = self._configure_session_from_mount_adapters(session)
-        if headers:
-            session.headers.update(headers)
-        return session
 
 
 def _decode(response: requests.Response) -> Any:
@@ -102,9 +84,10 @@ class ZohoCRMHook(BaseHook):
     ``use_token_cache=False``: access tokens live in this hook object only, no file is read or written (the
     connection test uses it, so it neither needs nor changes the deployment's shared cache).
 
-    Retries (all calls except :meth:`open_download`): 429, 5xx, connection errors and timeouts with exponential
-    backoff (``retry_attempts``, ``retry_min_wait``..``retry_max_wait`` seconds). A 401 INVALID_TOKEN /
-    AUTHENTICATION_FAILURE invalidates the token, refreshes once and retries once. Other errors raise at once.
+    Retries (all calls except :meth:`open_download` and :meth:`download_to_file`): 429, 5xx, connection errors and
+    timeouts with exponential backoff (``retry_attempts``, ``retry_min_wait``..``retry_max_wait`` seconds). A 401
+    INVALID_TOKEN / AUTHENTICATION_FAILURE invalidates the token, refreshes once and retries once. Other errors
+    raise at once.
     """
 
     conn_name_attr = "zoho_conn_id"
@@ -269,7 +252,7 @@ class ZohoCRMHook(BaseHook):
 
         def attempt() -> AccessToken:
             requested_at = time.time()
-            http = _ZohoHttpHook(config.accounts_url, "POST", self.zoho_conn_id)
+            http = BaseUrlHttpHook(config.accounts_url, "POST", self.zoho_conn_id)
             try:
                 response = http.run(
                     "/oauth/v2/token",
@@ -449,7 +432,7 @@ class ZohoCRMHook(BaseHook):
         scopes: list[str] | None = None,
     ) -> Any:
         base = self.config.api_base(token.api_domain)
-        http = _ZohoHttpHook(base, method, self.zoho_conn_id)
+        http = BaseUrlHttpHook(base, method, self.zoho_conn_id)
         kwargs: dict[str, Any] = {"json": json_body} if json_body is not None else {}
         try:
             response = http.run(
@@ -543,7 +526,7 @@ class ZohoCRMHook(BaseHook):
         token = token if token is not None else self._token()
         base = config.api_base(token.api_domain)
         path = config.bulk_read_path(job_id, result=True)
-        http = _ZohoHttpHook(base, "GET", self.zoho_conn_id)
+        http = BaseUrlHttpHook(base, "GET", self.zoho_conn_id)
         try:
             response = http.run(
                 path,
@@ -574,6 +557,35 @@ class ZohoCRMHook(BaseHook):
             yield response
         finally:
             response.close()
+
+    def download_to_file(
+        self,
+        job_id: str,
+        output_dir: str | os.PathLike[str],
+        *,
+        token: AccessToken,
+        log: Callable[[str], None] = lambda _msg: None,
+    ) -> DownloadedFile:
+        """ONE request (:meth:`open_download`: no retries, no redirects) streaming the job's result zip into
+        ``output_dir``, named from Content-Disposition (else ``{job_id}.zip``); the caller enforces the rate limit.
+
+        The body is written to a temp name, hashed, checked (Content-Type, Content-Length, the connection's
+        ``max_download_bytes``, a readable zip) and renamed into place; no chunk for :attr:`timeout` seconds ends
+        it as a stall. Raises the ZohoError of the answer, ``DownloadTooLargeError`` (not retryable) or
+        ``IncompleteDownloadError`` (transient), leaving no partial file.
+
+        :param job_id: the completed Bulk Read job (digits only).
+        :param output_dir: the directory the file goes to (created if missing).
+        :param token: the access token to send (taken before any download-ledger reservation: no refresh between
+            the reservation and the request it counts).
+        :param log: called with progress lines.
+        """
+        job_id = valid_job_id(job_id, "job_id")
+        with self.open_download(job_id, token=token) as response:
+            return stream_to_file(
+                response, output_dir, f"{job_id}.zip", log,
+                stall_seconds=self.timeout, max_bytes=self.config.max_download_bytes,
+            )
 
     # -- async calls (trigger) -----------------------------------------------------------------------------
     @staticmethod

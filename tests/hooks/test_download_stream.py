@@ -1,4 +1,4 @@
-"""The streaming code on its own: file names, Content-Type and Content-Length checks, temp file + rename.
+"""The hook's streaming transport (zoho_crm.hooks.download) on its own: file names, Content-Type and Content-Length checks, temp file + rename.
 
 Answers the simulator cannot produce (a 200 HTML page, a body longer than announced) come from a small real HTTP
 server in a thread.
@@ -23,7 +23,7 @@ from airflow.sdk import Connection
 from tests.local_http import QuietHandler, serving
 from zoho_crm.api.errors import ZohoConfigError, ZohoRequestError
 from zoho_crm.hooks.connection import DEFAULT_MAX_DOWNLOAD_BYTES, ZohoConnectionConfig
-from zoho_crm.operators.download import (
+from zoho_crm.hooks.download import (
     DownloadTooLargeError,
     IncompleteDownloadError,
     file_name_from_disposition,
