@@ -18,7 +18,8 @@ async def serve(argv: list[str] | None = None) -> None:
         settings = settings_from_args(args)
     except ValueError as err:
         raise SystemExit(f"zoho simulator: {err}") from None
-    sim = Simulator(args, settings, parse_time_start(args.time_start))
+    clock = parse_time_start(args.clock, "--clock") if args.clock else None
+    sim = Simulator(args, settings, parse_time_start(args.time_start), clock)
     runner = web.AppRunner(build_app(sim), access_log=None, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, args.host, args.port)

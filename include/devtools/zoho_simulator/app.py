@@ -25,7 +25,7 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from copy import deepcopy
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -34,15 +34,17 @@ import aiohttp
 import numpy as np
 from aiohttp import web
 
+from .appkey import SIM
+from .clock import ORG_TZ, Clock, iso
 from .config import Settings
 from .criteria import Criteria, matching_indices, parse_fields
 from .data import MODULES, NOT_EXPORTABLE, ORG_PREFIX, USERS, Dataset
-from .errors import ZohoError
+from .errors import ZohoError, json_response
 from .exports import BuiltPage, build_page
+from .history import Events
+from .history_api import add_history_routes, deleted_records, parse_moment
 from .metadata import fields_json
 
-ORG_TZ = timezone(timedelta(hours=-8))
-SIM = web.AppKey("simulator", "Simulator")
 CHUNK = 256 * 1024
 VERSION_RE = r"{version:v[2-8]}"
 
@@ -94,6 +96,8 @@ class Job:
     built: BuiltPage | None = None
     build_error: str = ""
     callback_status: str = ""
+    as_of: str = ""
+    """The simulated moment whose data the job exports."""
 
     def state(self, now: float) -> str:
         elapsed = now - self.created
@@ -117,12 +121,14 @@ def now_iso() -> str:
 class Simulator:
     """All state of one simulator process."""
 
-    def __init__(self, args: Any, settings: Settings, start: datetime) -> None:
+    def __init__(self, args: Any, settings: Settings, start: datetime, clock: datetime | None = None) -> None:
         self.args = args
         self.initial = deepcopy(settings)
         self.settings = settings
         self.dataset = Dataset(args.seed, settings.records, settings.default_records, start, args.time_days)
-        self.dataset.ics_overrides = settings.ics_overrides
+        self.start_clock = (clock.timestamp() if clock else self.dataset.end, float(getattr(args, "clock_rate", 0)))
+        self.clock = Clock(*self.start_clock)
+        self.sync_dataset()
         self.own_data_dir = args.data_dir is None
         self.data_dir = Path(args.data_dir or tempfile.mkdtemp(prefix="zoho-sim-"))
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -152,12 +158,22 @@ class Simulator:
     def reset(self) -> None:
         self._clear()
         self.settings = deepcopy(self.initial)
+        self.dataset.events = Events()
+        self.clock = Clock(*self.start_clock)
         self.sync_dataset()
 
     def sync_dataset(self) -> None:
-        self.dataset.counts = dict(self.settings.records)
-        self.dataset.default_count = self.settings.default_records
-        self.dataset.ics_overrides = self.settings.ics_overrides
+        s, ds = self.settings, self.dataset
+        ds.counts = dict(s.records)
+        ds.default_count = s.default_records
+        ds.ics_overrides = s.ics_overrides
+        ds.changes_per_day, ds.deletions_per_day = s.changes_per_day, s.deletions_per_day
+        ds.permanent_share, ds.restore_share = s.permanent_share, s.restore_share
+        ds.retention_seconds = int(s.recycle_retention_days * 86400)
+
+    def snapshot(self, at: int | None = None) -> Dataset:
+        """The data at the simulated moment ``at`` (default: the clock's now), for one request or job."""
+        return self.dataset.at(self.clock.now() if at is None else at)
 
     def close(self) -> None:
         self.executor.shutdown(wait=False, cancel_futures=True)
@@ -257,10 +273,6 @@ class Simulator:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-def json_response(body: Any, status: int = 200) -> web.Response:
-    return web.Response(body=json.dumps(body).encode(), status=status, content_type="application/json")
-
-
 def error_response(err: ZohoError) -> web.Response:
     return json_response(err.body(), err.status)
 
@@ -276,6 +288,8 @@ def kind_of(method: str, path: str) -> str:
         return "create"
     if re.fullmatch(r"/crm/v\d+/settings/fields", path):
         return "fields"
+    if re.fullmatch(r"/crm/v\d+/[^/]+/deleted", path):
+        return "deleted"
     return "other"
 
 
@@ -412,12 +426,14 @@ async def create_job(request: web.Request) -> web.Response:
     if cvid is not None and str(cvid) != MODULES[module].default_cvid:
         raise ZohoError("CVID_NOT_SUPPORTED", f"the custom view {cvid} is not supported for bulk read",
                         {"cvid": str(cvid)})
-    columns = parse_fields(MODULES[module], query.get("fields")) if file_type == "csv" else []
-    criteria = Criteria(MODULES[module], query["criteria"]) if query.get("criteria") is not None else None
+    data = sim.snapshot()
+    spec = data.spec(module)
+    columns = parse_fields(spec, query.get("fields")) if file_type == "csv" else []
+    criteria = Criteria(spec, query["criteria"]) if query.get("criteria") is not None else None
     per_page = sim.settings.per_page_ics if file_type == "ics" else sim.settings.per_page_csv
     page = resolve_page(sim, version, token.user, module, query)
     loop = asyncio.get_running_loop()
-    matches = await loop.run_in_executor(sim.query_executor, matching_indices, sim.dataset, module, criteria)
+    matches = await loop.run_in_executor(sim.query_executor, matching_indices, data, module, criteria)
     pages = max(1, math.ceil(len(matches) / per_page))
     if page > pages:
         raise page_range_error(f"page {page} is beyond the last page {pages} of this export", pages)
@@ -429,7 +445,7 @@ async def create_job(request: web.Request) -> web.Response:
         query_echo=echo_query(module, query, page), page=page, per_page=per_page, count=len(indices),
         more_records=more, created=time.monotonic(), created_time=now_iso(),
         job_seconds=sim.settings.job_seconds, stuck=sim.settings.stuck_jobs, fail=sim.settings.fail_jobs != 0,
-        callback=callback,
+        callback=callback, as_of=iso(data.now),
     )
     if job.fail and sim.settings.fail_jobs > 0:
         sim.settings.fail_jobs -= 1
@@ -439,7 +455,7 @@ async def create_job(request: web.Request) -> web.Response:
                                                          time.monotonic() + sim.settings.page_token_ttl)
     sim.jobs[job.id] = job
     if not (job.fail or job.stuck):
-        job.build = loop.run_in_executor(sim.executor, build_page, sim.dataset, module, indices, columns,
+        job.build = loop.run_in_executor(sim.executor, build_page, data, module, indices, columns,
                                          file_type, job.id, sim.data_dir)
         job.build.add_done_callback(lambda fut: finish_build(job, fut))
     if callback and not job.stuck:
@@ -586,7 +602,7 @@ async def settings_fields(request: web.Request) -> web.Response:
                         {"param_name": "module"})
     if module not in MODULES:
         raise ZohoError("INVALID_DATA", "the given module is not supported", {"param_name": "module"})
-    return json_response({"fields": fields_json(MODULES[module])})
+    return json_response({"fields": fields_json(sim.snapshot().spec(module))})
 
 
 # -- control API ----------------------------------------------------------------------------------------------
@@ -639,12 +655,18 @@ async def ctl_records(request: web.Request) -> web.Response:
     module = request.match_info["module"]
     if module not in MODULES:
         raise ValueError(f"unknown module {module!r}")
+    data = sim.snapshot(parse_moment(request.query["at"], "at") if request.query.get("at") else None)
+    spec = data.spec(module)
     raw = request.query.get("criteria")
-    criteria = Criteria(MODULES[module], json.loads(raw)) if raw else None
+    criteria = Criteria(spec, json.loads(raw)) if raw else None
     loop = asyncio.get_running_loop()
-    idx = await loop.run_in_executor(sim.query_executor, matching_indices, sim.dataset, module, criteria)
-    spec = MODULES[module]
-    return json_response({"ids": [spec.record_id(i) for i in idx.tolist()]})
+    idx = await loop.run_in_executor(sim.query_executor, matching_indices, data, module, criteria)
+    answer: dict[str, Any] = {"ids": [spec.record_id(i) for i in idx.tolist()], "as_of": iso(data.now)}
+    if request.query.get("fields"):
+        columns = parse_fields(spec, [f for f in request.query["fields"].split(",") if f])
+        texts = await loop.run_in_executor(sim.query_executor, data.text_columns, module, idx, columns)
+        answer["rows"] = [dict(zip(columns, row, strict=True)) for row in zip(*texts, strict=True)]
+    return json_response(answer)
 
 
 async def ctl_downloads(request: web.Request) -> web.Response:
@@ -665,7 +687,8 @@ async def ctl_jobs(request: web.Request) -> web.Response:
     return json_response([{"id": j.id, "version": j.version, "module": j.module, "file_type": j.file_type,
                            "state": j.state(now), "query": j.query_echo, "count": j.count, "page": j.page,
                            "more_records": j.more_records, "user_id": j.user.id, "stuck": j.stuck,
-                           "fail": j.fail, "callback": j.callback, "callback_status": j.callback_status}
+                           "fail": j.fail, "callback": j.callback, "callback_status": j.callback_status,
+                           "as_of": j.as_of}
                           for j in sim.jobs.values()])
 
 
@@ -678,6 +701,7 @@ def build_app(sim: Simulator) -> web.Application:
     r.add_get(f"/crm/bulk/{VERSION_RE}/read/{{job_id}}", job_details)
     r.add_get(f"/crm/bulk/{VERSION_RE}/read/{{job_id}}/result", download)
     r.add_get(f"/crm/{VERSION_RE}/settings/fields", settings_fields)
+    r.add_get(f"/crm/{VERSION_RE}/{{module}}/deleted", deleted_records)
     r.add_get("/__sim__/health", ctl_health)
     r.add_get("/__sim__/requests", ctl_requests)
     r.add_route("*", "/__sim__/faults", ctl_faults)
@@ -688,4 +712,5 @@ def build_app(sim: Simulator) -> web.Application:
     r.add_get("/__sim__/downloads", ctl_downloads)
     r.add_get("/__sim__/tokens", ctl_tokens)
     r.add_get("/__sim__/jobs", ctl_jobs)
+    add_history_routes(r)
     return app

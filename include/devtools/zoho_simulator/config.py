@@ -41,6 +41,16 @@ class Settings:
     slow_download_rate: float = 4096.0
     """Downloads of jobs of these modules are sent at slow_download_rate bytes/s (a slow network)."""
     ics_overrides: str = "with_series"
+    changes_per_day: float = 0.0
+    """Random edits per record per simulated day after its base Modified_Time (0: records never change)."""
+    deletions_per_day: float = 0.0
+    """Random deletions per record per simulated day after its base Modified_Time (0: nothing is deleted)."""
+    permanent_share: float = 0.3
+    """Share of random deletions that skip the recycle bin."""
+    restore_share: float = 0.2
+    """Share of random recycle-bin deletions restored (within the retention)."""
+    recycle_retention_days: float = 60.0
+    """Days a deletion stays in the recycle bin before it turns permanent."""
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -77,6 +87,13 @@ class Settings:
             raise ValueError(f"ics_overrides must be one of {', '.join(ICS_OVERRIDES)}")
         if not 0.0 <= self.error_rate <= 1.0:
             raise ValueError("error_rate must be between 0 and 1")
+        for name in ("permanent_share", "restore_share"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be between 0 and 1")
+        if self.changes_per_day < 0 or self.deletions_per_day < 0:
+            raise ValueError("changes_per_day and deletions_per_day must be >= 0")
+        if self.recycle_retention_days <= 0:
+            raise ValueError("recycle_retention_days must be > 0")
         unknown = [m for m in self.records if m not in MODULES]
         if unknown:
             raise ValueError(f"unknown modules in records: {unknown}; known: {', '.join(MODULES)}")
@@ -147,6 +164,18 @@ def build_parser() -> argparse.ArgumentParser:
     a("--slow-download-modules", default="", help="downloads of these modules' jobs are sent slowly (a slow "
       "network), comma separated")
     a("--slow-download-rate", type=float, default=4096.0, help="bytes per second of a slow download")
+    a("--changes-per-day", type=float, default=0.0, help="random edits per record per simulated day after its base "
+      "Modified_Time (a newer Modified_Time, some values changed); 0 = records never change")
+    a("--deletions-per-day", type=float, default=0.0, help="random deletions per record per simulated day after "
+      "its base Modified_Time; 0 = nothing is deleted")
+    a("--permanent-share", type=float, default=0.3, help="share of random deletions that skip the recycle bin")
+    a("--restore-share", type=float, default=0.2, help="share of random recycle-bin deletions restored later")
+    a("--recycle-retention-days", type=float, default=60.0, help="days in the recycle bin before a deletion "
+      "turns permanent")
+    a("--clock", default=None, help="the simulated now (ISO 8601 with offset); default: the end of the generated "
+      "span (--time-start + --time-days), where every record exists in its base version")
+    a("--clock-rate", type=float, default=0.0, help="simulated seconds per wall-clock second (0: the clock "
+      "stands still until POST /__sim__/clock moves it)")
     a("--data-dir", default=None, help="directory for built zips (default: a temp dir removed at exit)")
     return p
 
@@ -163,14 +192,16 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         unauthorized_modules=split_list(args.unauthorized_modules), records=parse_records(args.records),
         default_records=args.default_records,
         slow_download_modules=split_list(args.slow_download_modules), slow_download_rate=args.slow_download_rate,
-        ics_overrides=args.ics_overrides,
+        ics_overrides=args.ics_overrides, changes_per_day=args.changes_per_day,
+        deletions_per_day=args.deletions_per_day, permanent_share=args.permanent_share,
+        restore_share=args.restore_share, recycle_retention_days=args.recycle_retention_days,
     )
     s.validate()
     return s
 
 
-def parse_time_start(text: str) -> datetime:
+def parse_time_start(text: str, option: str = "--time-start") -> datetime:
     value = datetime.fromisoformat(text)
     if value.tzinfo is None:
-        raise SystemExit(f"--time-start needs an offset, e.g. 2026-11-01T00:00:00+00:00 (got {text!r})")
+        raise SystemExit(f"{option} needs an offset, e.g. 2026-11-01T00:00:00+00:00 (got {text!r})")
     return value

@@ -21,10 +21,12 @@ ORDERED = {"equal", "not_equal", "in", "not_in", "greater_than", "greater_equal"
 TEXT = {"equal", "not_equal", "in", "not_in", "contains", "not_contains", "starts_with", "ends_with"}
 COMPARATORS_BY_TYPE = {
     "datetime": ORDERED, "date": ORDERED, "bigint": ORDERED, "integer": ORDERED, "currency": ORDERED,
-    "double": ORDERED, "text": TEXT, "email": TEXT, "phone": TEXT, "textarea": TEXT - {"in", "not_in"},
+    "double": ORDERED, "percent": ORDERED, "autonumber": {"equal", "not_equal", "in", "not_in"},
+    "multiselectpicklist": {"equal", "not_equal", "in", "not_in", "contains", "not_contains"}, "text": TEXT, "email": TEXT, "phone": TEXT, "textarea": TEXT - {"in", "not_in"},
     "picklist": {"equal", "not_equal", "in", "not_in"}, "boolean": {"equal"},
     "lookup": {"equal", "not_equal", "in", "not_in"}, "ownerlookup": {"equal", "not_equal", "in", "not_in"},
 }
+NUMERIC = ("bigint", "integer", "currency", "double", "percent")
 Mask = Callable[[Dataset, np.ndarray], np.ndarray]
 
 
@@ -145,7 +147,7 @@ class Criteria:
             return parse_datetime(value, api_name)
         if data_type == "date":
             return parse_date(value, api_name)
-        if data_type in ("bigint", "integer", "currency", "double"):
+        if data_type in NUMERIC:
             if isinstance(value, bool) or not isinstance(value, int | float | str):
                 raise invalid(f"{api_name} needs a number", api_name=api_name)
             try:
@@ -167,7 +169,7 @@ def record_value(data_type: str, raw: str) -> Any:
     """A CSV text value in the form criteria values are compared with (None when empty)."""
     if raw == "":
         return None
-    if data_type in ("bigint", "integer", "currency", "double"):
+    if data_type in NUMERIC:
         return float(raw)
     if data_type in ("date", "boolean"):
         return raw
@@ -196,14 +198,15 @@ def make_test(comparator: str, v: Any) -> Callable[[Any], Any]:
 
 
 def matching_indices(dataset: Dataset, module: str, criteria: Criteria | None, chunk: int = 50_000) -> np.ndarray:
-    """Indices (int64, ascending) of the module's records matching the criteria."""
+    """Indices (int64, ascending) of the module's records live at ``dataset.now`` and matching the criteria."""
     n = dataset.count(module)
-    if criteria is None:
+    if criteria is None and dataset.static:
         return np.arange(n, dtype=np.int64)
     parts = [np.zeros(0, dtype=np.int64)]
     for lo in range(0, n, chunk):
         idx = np.arange(lo, min(n, lo + chunk), dtype=np.int64)
-        parts.append(idx[criteria.mask(dataset, idx)])
+        idx = idx[dataset.live(module, idx)]
+        parts.append(idx if criteria is None else idx[criteria.mask(dataset, idx)])
     return np.concatenate(parts)
 
 

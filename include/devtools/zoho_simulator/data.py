@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from copy import copy
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 import numpy as np
+
+from .history import Events, Versions, field_generation, versions
 
 ORG_PREFIX = 5725767_000_000_000_000  # 19-digit ids all start with the org's prefix
 DEFAULT_VIEW_SUFFIX = 87501
@@ -53,6 +57,12 @@ class FieldSpec:
     kind: str = ""
     values: tuple[str, ...] = ()
     lookup_module: str = ""
+    decimal_place: int | None = None
+    """Decimals of currency/double/percent values (the metadata's ``decimal_place``)."""
+    prefix: str = ""
+    suffix: str = ""
+    start_number: int = 1
+    """Autonumber: the first record's number, written between ``prefix`` and ``suffix``."""
 
     @property
     def label(self) -> str:
@@ -86,8 +96,13 @@ class ModuleSpec:
         return self.field_index.get(api_name)
 
 
-def F(api_name: str, data_type: str, kind: str = "", values: tuple[str, ...] = (), lookup: str = "") -> FieldSpec:
-    return FieldSpec(api_name, data_type, kind or data_type, values, lookup)
+DECIMALS = {"currency": 2, "double": 3, "percent": 2}
+
+
+def F(api_name: str, data_type: str, kind: str = "", values: tuple[str, ...] = (), lookup: str = "",
+      **options: Any) -> FieldSpec:
+    options.setdefault("decimal_place", DECIMALS.get(data_type))
+    return FieldSpec(api_name, data_type, kind or data_type, values, lookup, **options)
 
 
 def pick(*values: str) -> tuple[str, ...]:
@@ -149,7 +164,7 @@ _MODULE_FIELDS: dict[str, tuple[FieldSpec, ...]] = {
         F("Campaign_Name", "text", "deal"), F("Type", "picklist", values=pick("Webinar", "Email", "Trade Show", "Other")),
         F("Status", "picklist", values=pick("Planning", "Active", "Inactive", "Complete")),
         F("Start_Date", "date"), F("End_Date", "date"), F("Budgeted_Cost", "currency"), F("Actual_Cost", "currency"),
-        F("Expected_Revenue", "currency"), F("Description", "textarea"),
+        F("Expected_Revenue", "currency"), F("Expected_Response_Rate", "percent"), F("Description", "textarea"),
     ),
     "Tasks": (
         F("Subject", "text", "deal"), F("Due_Date", "date"), F("Status", "picklist",
@@ -159,7 +174,7 @@ _MODULE_FIELDS: dict[str, tuple[FieldSpec, ...]] = {
         F("Description", "textarea"),
     ),
     "Cases": (
-        F("Subject", "text", "deal"), F("Case_Number", "bigint"), F("Status", "picklist",
+        F("Subject", "text", "deal"), F("Case_Number", "autonumber", start_number=1001), F("Status", "picklist",
           values=pick("New", "On Hold", "Escalated", "Closed")), F("Priority", "picklist", values=PRIORITIES),
         F("Case_Origin", "picklist", values=pick("Email", "Phone", "Web")), F("Account_Name", "lookup", lookup="Accounts"),
         F("Email", "email"), F("Phone", "phone"), F("Description", "textarea"), F("Patient_Info", "textarea", "empty"),
@@ -176,14 +191,15 @@ _MODULE_FIELDS: dict[str, tuple[FieldSpec, ...]] = {
         F("Who_Id", "lookup", lookup="Contacts"), F("Call_Result", "text", "tag"), F("Description", "textarea"),
     ),
     "Solutions": (
-        F("Solution_Title", "text", "deal"), F("Solution_Number", "bigint"), F("Status", "picklist",
+        F("Solution_Title", "text", "deal"), F("Solution_Number", "autonumber", start_number=1), F("Status", "picklist",
           values=pick("Draft", "Reviewed", "Published")), F("Question", "textarea"), F("Answer", "textarea"),
     ),
     "Products": (
         F("Product_Name", "text", "deal"), F("Product_Code", "text", "code"), F("Unit_Price", "currency"),
         F("Qty_in_Stock", "double"), F("Product_Active", "boolean"), F("Vendor_Name", "lookup", lookup="Vendors"),
         F("Product_Category", "picklist", values=pick("Hardware", "Software", "CRM Applications")),
-        F("Description", "textarea"),
+        F("Tax", "multiselectpicklist", values=pick("Sales Tax", "VAT", "Service Tax", "GST")),
+        F("Commission_Rate", "currency"), F("Description", "textarea"),
     ),
     "Vendors": (
         F("Vendor_Name", "text", "company"), F("Email", "email"), F("Phone", "phone"), F("Website", "text", "website"),
@@ -205,7 +221,7 @@ _MODULE_FIELDS: dict[str, tuple[FieldSpec, ...]] = {
                                   ("Purchase_Orders", "Status"), ("Invoices", "Status")]
     },
     "Shipments": (
-        F("Name", "text", "code"), F("Tracking_Number", "text", "code"), F("Carrier", "picklist",
+        F("Name", "autonumber", prefix="SHP-", start_number=1), F("Tracking_Number", "text", "code"), F("Carrier", "picklist",
           values=pick("DHL", "FedEx", "UPS", "La Poste", "日本郵便")), F("Shipped_On", "date"),
         F("Delivered", "boolean"), F("Weight_kg", "double"), F("Sales_Order", "lookup", lookup="Sales_Orders"),
         F("Contact_Email", "email"), F("Notes", "textarea"),
@@ -272,7 +288,8 @@ class Dataset:
     """Records of every module, generated on demand and vectorised from (seed, module, field, index).
 
     A record's values depend only on the seed, the module and its index (not on page boundaries or counts,
-    except lookups, which point into the target module's current count).
+    except lookups, which point into the target module's current count), and on the simulated moment ``now``
+    with the history settings and scheduled events (see history.py). ``at(now)`` is a snapshot for one job.
     """
 
     def __init__(self, seed: int, counts: dict[str, int], default_count: int, start: datetime, days: float) -> None:
@@ -282,9 +299,65 @@ class Dataset:
         self.start = int(start.timestamp())
         self.span = max(1, int(days * 86400))
         self.ics_overrides = "with_series"  # or "apart": see exports._write_ics (Settings.ics_overrides)
+        self.now = self.end
+        self.changes_per_day = 0.0
+        self.deletions_per_day = 0.0
+        self.permanent_share = 0.3
+        self.restore_share = 0.2
+        self.retention_seconds = 60 * 86400
+        self.events = Events()
+        self._specs: dict[tuple[str, tuple[FieldSpec, ...]], ModuleSpec] = {}
+
+    @property
+    def end(self) -> int:
+        """The end of the generated span: the default ``now``, when every record exists in its base version."""
+        return self.start + self.span
+
+    @property
+    def static(self) -> bool:
+        """True when the data is exactly the generated base data (no history to evaluate)."""
+        return (self.now >= self.end and self.changes_per_day == 0 and self.deletions_per_day == 0
+                and self.events.empty())
+
+    def at(self, now: int) -> Dataset:
+        """A snapshot at the simulated moment ``now`` (epoch seconds), unaffected by later control calls."""
+        snap = copy(self)
+        snap.now = int(now)
+        snap.events = self.events.copy()
+        snap.counts = dict(self.counts)
+        return snap
 
     def count(self, module: str) -> int:
         return self.counts.get(module, self.default_count)
+
+    def spec(self, module: str) -> ModuleSpec:
+        """The module's fields at ``now``: the generated ones, then fields added up to then."""
+        base = MODULES[module]
+        added = tuple(f for f, at in self.events.added_fields.get(module, []) if at <= self.now)
+        if not added:
+            return base
+        key = (module, added)
+        if key not in self._specs:
+            spec = ModuleSpec(base.api_name, base.number, (*base.fields, *added), base.custom)
+            spec.field_index.update({f.api_name: f for f in spec.fields})
+            self._specs[key] = spec
+        return self._specs[key]
+
+    def added_at(self, module: str, api_name: str) -> int | None:
+        return next((at for f, at in self.events.added_fields.get(module, []) if f.api_name == api_name), None)
+
+    def versions(self, module: str, idx: np.ndarray) -> Versions:
+        """Created/Modified_Time, liveness and visible edits of the records at ``now``."""
+        created, base = self.base_times(module, idx)
+        if self.static:
+            return Versions.static(created, base)
+        return versions(self, module, idx, created, base)
+
+    def live(self, module: str, idx: np.ndarray) -> np.ndarray:
+        """Which of the records exist at ``now`` (created, and not deleted or restored since)."""
+        if self.static:
+            return np.ones(len(idx), dtype=bool)
+        return self.versions(module, idx).live
 
     def uniform(self, module: str, salt: str, idx: np.ndarray) -> np.ndarray:
         """Deterministic uniforms in [0, 1), one per index, for (module, salt)."""
@@ -292,8 +365,8 @@ class Dataset:
         h = _mix(idx.astype(np.uint64) * np.uint64(0xD1B54A32D192ED03) + np.uint64(key))
         return (h >> np.uint64(11)).astype(np.float64) * (1.0 / (1 << 53))
 
-    def times(self, module: str, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Created_Time and Modified_Time (epoch seconds, int64) of the given records."""
+    def base_times(self, module: str, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Created_Time and base Modified_Time (epoch seconds, int64) of the given records."""
         created = self.start + (self.uniform(module, "created", idx) * self.span).astype(np.int64)
         modified = created + (self.uniform(module, "modified", idx) * (self.start + self.span - created)).astype(np.int64)
         return created, modified
@@ -305,20 +378,27 @@ class Dataset:
         """Raw values of some fields for the given records: int64 epochs for datetimes (-1 = empty), object
         arrays of str for everything else."""
         out: dict[str, np.ndarray] = {}
-        times = self.times(module, idx)
+        v = self.versions(module, idx)
+        spec = self.spec(module)
         for name in names:
-            self._get(MODULES[module], name, idx, times, out)
+            self._get(spec, name, idx, v, out)
         return out
 
-    def _get(self, spec: ModuleSpec, name: str, idx: np.ndarray, times: tuple[np.ndarray, np.ndarray],
+    def _get(self, spec: ModuleSpec, name: str, idx: np.ndarray, v: Versions,
              out: dict[str, np.ndarray]) -> np.ndarray:
         if name not in out:
-            out[name] = self._column(spec, spec.field_index[name], idx, times, out)
+            f = spec.field_index[name]
+            column = self._column(spec, f, idx, v, out)
+            since = self.added_at(spec.api_name, name)
+            if since is not None:  # records not modified since the field was added have no value
+                column = np.where(v.modified < since, -1 if f.data_type == "datetime" else "", column)
+                column = column.astype(np.int64 if f.data_type == "datetime" else object)
+            out[name] = column
         return out[name]
 
     def text_columns(self, module: str, idx: np.ndarray, columns: Sequence[str]) -> list[np.ndarray]:
         """CSV text of each column (``Owner.last_name`` style owner sub-fields allowed) for the records."""
-        spec = MODULES[module]
+        spec = self.spec(module)
         raw = self.raw_columns(module, idx, [c.partition(".")[0] for c in columns])
         offsets = None
         texts = []
@@ -337,15 +417,17 @@ class Dataset:
         return texts
 
     def _column(self, spec: ModuleSpec, f: FieldSpec, idx: np.ndarray,  # noqa: C901 -- one branch per kind
-                times: tuple[np.ndarray, np.ndarray], out: dict[str, np.ndarray]) -> np.ndarray:
+                v: Versions, out: dict[str, np.ndarray]) -> np.ndarray:
         k, n = f.kind, len(idx)
-        created, modified = times
+        created, modified = v.created, v.modified
+        generation = field_generation(self, spec.api_name, f, idx, v)
+        keys = idx + (generation << np.int64(32))  # an edit draws the field's values afresh
 
         def get(name: str) -> np.ndarray:
-            return self._get(spec, name, idx, times, out)
+            return self._get(spec, name, idx, v, out)
 
         def u(salt: str = "") -> np.ndarray:
-            return self.uniform(spec.api_name, f"{f.api_name}:{salt}", idx)
+            return self.uniform(spec.api_name, f"{f.api_name}:{salt}", keys)
 
         def pick_from(pool: Sequence[str], salt: str = "") -> np.ndarray:
             return _obj(pool)[(u(salt) * len(pool)).astype(np.int64)]
@@ -404,9 +486,13 @@ class Dataset:
             cents = (u() * 10**7).astype(np.int64)
             return _text(cents // 100) + "." + _zfill(cents % 100, 2)
         if k == "double":
-            return _text(np.round(u() * 1000, 3))
+            return _text(np.round(u() * 1000, f.decimal_place if f.decimal_place is not None else 3))
         if k == "false":
             return np.full(n, "false", dtype=object)
+        if k == "autonumber":
+            return f.prefix + _text(f.start_number + idx) + f.suffix
+        if k == "multiselectpicklist":
+            return _multiselect(f.values, [u(str(j)) for j in range(len(f.values))])
         pools = {
             "ownerlookup": USER_IDS, "picklist": f.values, "first": FIRST, "last": LAST, "company": COMPANIES,
             "title": TITLES, "website": WEBSITES, "handle": HANDLES, "street": STREETS, "city": CITIES,
@@ -415,6 +501,15 @@ class Dataset:
         if k not in pools:
             raise ValueError(f"no generator for field kind {k!r} ({spec.api_name}.{f.api_name})")
         return pick_from(pools[k])
+
+
+def _multiselect(values: Sequence[str], draws: list[np.ndarray]) -> np.ndarray:
+    """About a third of the choices per record, in pick-list order, joined with ';' (one text cell)."""
+    cells = np.full(len(draws[0]) if draws else 0, "", dtype=object)
+    for value, draw in zip(values, draws, strict=True):
+        chosen = draw < 0.35
+        cells = np.where(chosen & (cells != ""), cells + ";" + value, np.where(chosen, value, cells)).astype(object)
+    return cells
 
 
 def hash_key(seed: int, module: str, salt: str) -> int:

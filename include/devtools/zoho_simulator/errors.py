@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
+
+from aiohttp import web
 
 HTTP_STATUS = {
     "INVALID_URL_PATTERN": 404, "RESOURCE_NOT_FOUND": 404, "OAUTH_SCOPE_MISMATCH": 401, "INVALID_TOKEN": 401,
@@ -23,3 +26,7 @@ class ZohoError(Exception):
 
     def body(self) -> dict[str, Any]:
         return {"code": self.code, "details": self.details, "message": self.message, "status": "error"}
+
+
+def json_response(body: Any, status: int = 200) -> web.Response:
+    return web.Response(body=json.dumps(body).encode(), status=status, content_type="application/json")

@@ -7,10 +7,12 @@ from typing import Any
 from .data import MODULES, ORG_PREFIX, FieldSpec, ModuleSpec
 
 JSON_TYPE = {"bigint": "string", "integer": "integer", "double": "double", "currency": "double",
-             "boolean": "boolean", "lookup": "jsonobject", "ownerlookup": "jsonobject"}
+             "percent": "double", "boolean": "boolean", "lookup": "jsonobject", "ownerlookup": "jsonobject",
+             "multiselectpicklist": "jsonarray"}
 LENGTH = {"text": 255, "email": 100, "phone": 30, "picklist": 120, "textarea": 32000, "bigint": 19,
-          "integer": 9, "double": 16, "currency": 16, "boolean": 5, "lookup": 120, "ownerlookup": 120,
-          "datetime": 120, "date": 20}
+          "integer": 9, "double": 16, "currency": 16, "percent": 5, "boolean": 5, "lookup": 120,
+          "ownerlookup": 120, "datetime": 120, "date": 20, "autonumber": 255, "multiselectpicklist": 2000}
+PICK_LISTS = ("picklist", "multiselectpicklist")
 SYSTEM = {"id", "Owner", "Created_By", "Modified_By", "Created_Time", "Modified_Time"}
 
 
@@ -29,14 +31,18 @@ def field_json(module: ModuleSpec, f: FieldSpec, number: int) -> dict[str, Any]:
         "searchable": f.data_type in ("text", "email", "phone"), "webhook": True, "virtual_field": False,
         "mass_update": not system, "sequence_number": number + 1, "created_source": "custom" if module.custom
         else "default", "type": "used", "display_type": -1, "ui_type": 1, "category": 0, "show_type": 7,
-        "decimal_place": 2 if f.data_type in ("currency", "double") else None,
+        "decimal_place": f.decimal_place,
         "operation_type": {"web_update": not system, "api_create": not system, "web_create": not system,
                            "api_update": not system},
         "view_type": {"view": True, "edit": not system, "quick_create": False, "create": not system},
         "pick_list_values": [], "lookup": {}, "unique": {}, "currency": {},
         "hipaa_compliance_enabled": f.kind == "empty",
     }
-    if f.data_type == "picklist":
+    if f.data_type == "autonumber":
+        body["auto_number"] = {"prefix": f.prefix or None, "suffix": f.suffix or None,
+                               "start_number": f.start_number, "starting_number_length": len(str(f.start_number))}
+        body["read_only"] = body["field_read_only"] = True
+    if f.data_type in PICK_LISTS:
         body["pick_list_values"] = [
             {"display_value": v or "-None-", "actual_value": v or "-None-", "reference_value": v or "-None-",
              "id": str(ORG_PREFIX + 3_000_000 + module.number * 10_000 + number * 100 + n),
