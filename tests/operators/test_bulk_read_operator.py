@@ -9,18 +9,17 @@ import time
 import pytest
 from airflow.sdk.exceptions import AirflowFailException, TaskDeferred
 
-from tests.hooks.zoho_conn import assert_no_secret, use_simulator
+from tests.hooks.zoho_conn import assert_no_secret
 from zoho_crm.api.errors import ZohoTransientError
+from zoho_crm.job_waiting import PollingPolicy, wait_in_process
 from zoho_crm.operators.bulk_read import ZohoBulkReadOperator
 from zoho_crm.triggers.bulk_read_job import ZohoBulkReadJobTrigger
 
 
 @pytest.fixture
-def sim(simulator, monkeypatch, tmp_path):
-    simulator.reset()
-    use_simulator(monkeypatch, simulator, tmp_path / "token-cache")
-    yield simulator
-    simulator.reset()
+def sim(zoho_conn):
+    """The reset session simulator, ``zoho_crm_default`` pointing at it."""
+    return zoho_conn
 
 
 def operator(**kwargs) -> ZohoBulkReadOperator:
@@ -55,7 +54,7 @@ def test_bad_inputs_fail_before_any_call(sim, kwargs, says):
 
 
 def test_page_token_needs_v7(sim, monkeypatch, tmp_path):
-    use_simulator(monkeypatch, sim, tmp_path / "cache", api_version="v6")
+    monkeypatch.setenv(*sim.env_var(conn_type="http", token_cache_dir=tmp_path / "cache", api_version="v6"))
     with pytest.raises(AirflowFailException, match="needs api_version v7"):
         operator(page_token="abc").execute({})
     assert sim.requests() == []
@@ -133,11 +132,10 @@ def test_token_throttle_while_waiting_in_process_is_waited_out_like_the_trigger(
     """Access Denied while polling in the worker: keep waiting (the job is not lost to a task retry that would create
     a new one), polling no faster than the trigger; here the wait times out, naming the throttle."""
     from zoho_crm.hooks.zoho_crm import ZohoCRMHook
-    from zoho_crm.operators.bulk_read import wait_in_process
 
     job_id = operator().execute({})["job_id"]
     sim.set_faults(token_limit=1)
-    use_simulator(monkeypatch, sim, tmp_path / "waiting-cache")
+    monkeypatch.setenv(*sim.env_var(conn_type="http", token_cache_dir=tmp_path / "waiting-cache"))
     with pytest.raises(AirflowFailException, match=r"did not finish: waited 1s.*Access Denied"):
-        wait_in_process(ZohoCRMHook(), job_id, poll_interval=0.1, max_poll_interval=0.2, timeout=1)
+        wait_in_process(ZohoCRMHook(), job_id, PollingPolicy(poll_interval=0.1, max_poll_interval=0.2, timeout=1))
     assert [r["status"] for r in sim.requests("token")] == [200, 400]

@@ -15,7 +15,6 @@ from typing import Any
 import pytest
 from airflow.sdk.exceptions import TaskDeferred
 
-from tests.hooks.zoho_conn import use_simulator
 from tests.simulator_fixtures import start_simulator
 from zoho_crm.operators.bulk_read import ZohoBulkReadOperator
 from zoho_crm.operators.pages import ZohoBulkReadPagesOperator
@@ -44,7 +43,8 @@ def test_450k_records_are_three_pages(
     big_sim: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, api_version: str
 ) -> None:
     big_sim.reset()
-    use_simulator(monkeypatch, big_sim, tmp_path / "token-cache", api_version=api_version)
+    monkeypatch.setenv(*big_sim.env_var(conn_type="http", token_cache_dir=tmp_path / "token-cache",
+                                         api_version=api_version))
     create = ZohoBulkReadOperator(task_id="create_job", module="Leads", wait_for_completion=True, deferrable=False,
                                   poll_interval=0.2)
     first = create.execute({})

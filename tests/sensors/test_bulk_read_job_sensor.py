@@ -7,8 +7,10 @@ import asyncio
 import pytest
 from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout, TaskDeferred
 
+from zoho_crm.airflow_compat import RESCHEDULE_MIN_POKE_SECONDS
 from zoho_crm.api.query import build_bulk_read_body
 from zoho_crm.hooks.zoho_crm import ZohoCRMHook
+from zoho_crm.job_waiting import THROTTLED_POLL_SECONDS
 from zoho_crm.sensors.bulk_read_job import ZohoBulkReadJobSensor
 from zoho_crm.triggers.bulk_read_job import ZohoBulkReadJobTrigger
 
@@ -62,9 +64,39 @@ def test_transient_errors_keep_poking(zoho_conn):
 
 def test_reschedule_mode_pokes_without_holding(zoho_conn):
     zoho_conn.set_faults(stuck_jobs=True)
-    rescheduling = sensor(new_job(), mode="reschedule")
+    with pytest.warns(UserWarning, match=r"pokes every 0.1s.*apache/airflow#71172.*poll_interval to 15 or more"):
+        rescheduling = sensor(new_job(), mode="reschedule")
     assert rescheduling.reschedule
     assert rescheduling.poke({}).is_done is False
+
+
+@pytest.mark.parametrize("kwargs", [{"mode": "reschedule", "poll_interval": RESCHEDULE_MIN_POKE_SECONDS},
+                                    {"mode": "reschedule", "deferrable": True}, {"mode": "poke"}])
+def test_no_warning_at_a_safe_reschedule_interval(recwarn, kwargs):
+    sensor("1", **kwargs)
+    assert not [w for w in recwarn if "71172" in str(w.message)]
+
+
+@pytest.mark.parametrize("name", ["exponential_backoff", "max_wait"])
+def test_airflows_own_backoff_is_refused_naming_the_arguments_to_use(name):
+    with pytest.raises(ValueError, match=f"does not take {name}.*set those instead"):
+        sensor("1", **{name: True if name == "exponential_backoff" else 30})
+
+
+def test_pokes_pause_as_the_shared_policy_says_with_one_hook(zoho_conn):
+    zoho_conn.set_faults(stuck_jobs=True)
+    waiting = sensor(new_job(), poll_interval=0.2, max_poll_interval=0.4, timeout=60)
+    hook = waiting.hook
+    pauses = []
+    for _ in range(4):
+        assert waiting.poke({}).is_done is False
+        pauses.append(waiting.poke_interval)
+    assert pauses == pytest.approx([0.2, 0.3, 0.4, 0.4]), "x1.5 up to max_poll_interval, like the trigger"
+    assert waiting.hook is hook, "one hook per task instance, not one per poke"
+    zoho_conn.set_faults(token_limit=0)
+    zoho_conn.revoke_tokens()
+    assert waiting.poke({}).is_done is False
+    assert waiting.poke_interval == pytest.approx(THROTTLED_POLL_SECONDS, abs=1), "Access Denied: a minute"
 
 
 def test_deferrable_mode_defers_to_the_trigger_and_resumes(zoho_conn):
@@ -109,12 +141,10 @@ def test_a_job_id_that_is_not_digits_fails_before_any_request(zoho_conn, job_id,
 
 def test_token_throttle_is_poked_again_like_the_trigger_waits(sim, monkeypatch, tmp_path):
     """Access Denied while poking: the sensor pokes again (as the trigger does), it does not fail the task."""
-    from tests.hooks.zoho_conn import use_simulator
-
-    use_simulator(monkeypatch, sim, tmp_path / "setup-cache")
+    monkeypatch.setenv(*sim.env_var(conn_type="http", token_cache_dir=tmp_path / "setup-cache"))
     job_id = new_job()
     sim.set_faults(token_limit=1)
-    use_simulator(monkeypatch, sim, tmp_path / "sensor-cache")
+    monkeypatch.setenv(*sim.env_var(conn_type="http", token_cache_dir=tmp_path / "sensor-cache"))
     with pytest.raises(AirflowSensorTimeout, match="last state seen: None"):
         sensor(job_id, timeout=1, max_poll_interval=0.2).execute({})
     assert [r["status"] for r in sim.requests("token")] == [200, 400]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from tests.hooks.zoho_conn import assert_no_secret, use_simulator
+from tests.hooks.zoho_conn import assert_no_secret
 from tests.simulator_fixtures import start_simulator
 from zoho_crm.airflow_compat import MIN_DEFERRAL_SECONDS
 from zoho_crm.api.query import build_bulk_read_body
@@ -166,7 +166,7 @@ def test_transient_errors_are_retried_until_the_job_completes(zoho_conn):
 
 def test_connection_error_until_the_deadline(monkeypatch, tmp_path):
     with start_simulator() as sim:
-        use_simulator(monkeypatch, sim, tmp_path / "cache")
+        monkeypatch.setenv(*sim.env_var(conn_type="http", token_cache_dir=tmp_path / "cache"))
         job_id = new_job()
     [event], stall = run_trigger(
         ZohoBulkReadJobTrigger(job_id, resume_after=0, poll_interval=0.2, deadline=time.time() + 1.5)
@@ -179,10 +179,10 @@ def test_connection_error_until_the_deadline(monkeypatch, tmp_path):
 def test_token_throttle_is_waited_out_like_a_worker_retry_not_failed_at_once(sim, monkeypatch, tmp_path):
     """Access Denied (Zoho's token throttle) makes a worker task retry later; the trigger keeps waiting likewise,
     and the shared cache's failure marker keeps its polls from asking for more tokens."""
-    use_simulator(monkeypatch, sim, tmp_path / "setup-cache")
+    monkeypatch.setenv(*sim.env_var(conn_type="http", token_cache_dir=tmp_path / "setup-cache"))
     job_id = new_job()
     sim.set_faults(token_limit=1)  # the token just issued was the last one of Zoho's 10-minute allowance
-    use_simulator(monkeypatch, sim, tmp_path / "trigger-cache")
+    monkeypatch.setenv(*sim.env_var(conn_type="http", token_cache_dir=tmp_path / "trigger-cache"))
     [event], _ = run_trigger(
         ZohoBulkReadJobTrigger(job_id, resume_after=0, poll_interval=0.2, max_poll_interval=0.3,
                                deadline=time.time() + 2)

@@ -2,121 +2,24 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
-from datetime import timedelta
-from typing import Any, NoReturn
+from functools import cached_property
+from typing import Any
 
 from airflow.sdk import BaseOperator, Context, conf
-from airflow.sdk.exceptions import AirflowFailException
 
 from zoho_crm.api.errors import ZohoError, valid_job_id
 from zoho_crm.api.query import InvalidBulkReadQuery, build_bulk_read_body
 from zoho_crm.hooks.zoho_crm import ZohoCRMHook
-from zoho_crm.triggers.bulk_read_job import (
-    THROTTLED_POLL_SECONDS,
-    ZohoBulkReadJobTrigger,
-    job_failure,
-    job_result,
+from zoho_crm.job_waiting import (
+    DEFAULT_TIMEOUT_SECONDS,
+    PollingPolicy,
+    defer_until_job_done,
+    fail_fast,
+    job_result_from_event,
+    task_error,
+    wait_in_process,
 )
-
-DEFAULT_TIMEOUT_SECONDS = 6 * 3600
-
-
-def fail_fast(message: str) -> AirflowFailException:
-    """An exception that fails the task at once, without burning Airflow retries."""
-    return AirflowFailException(message)
-
-
-def task_error(err: ZohoError) -> Exception:
-    """What a task raises for ``err``: fail at once when retrying cannot help, else the error (Airflow retries)."""
-    return fail_fast(str(err)) if err.fails_fast else err
-
-
-def job_result_from_event(event: dict[str, Any]) -> dict[str, Any]:
-    """The job result of a ZohoBulkReadJobTrigger event; fail the task for failed/timeout/error events."""
-    status = event.get("status")
-    if status == "completed":
-        return event["result"]
-    job_id = event.get("job_id")
-    if status == "failed":
-        raise fail_fast(
-            f"Zoho bulk read job {job_id} ended in FAILURE: {event.get('code')}: {event.get('message')}. "
-            "Run the export again; if it keeps failing, narrow the query."
-        )
-    if status == "timeout":
-        raise fail_fast(
-            f"Zoho bulk read job {job_id} did not finish: waited {event.get('waited_seconds')}s, "
-            f"last state seen {event.get('state')}. {event.get('message')} Raise timeout or check the job in Zoho."
-        )
-    raise fail_fast(f"Waiting for Zoho bulk read job {job_id} failed: {event.get('message')}")
-
-
-def defer_until_job_done(
-    task: BaseOperator,
-    job_id: str,
-    *,
-    zoho_conn_id: str,
-    poll_interval: float,
-    max_poll_interval: float,
-    timeout: float,
-    kwargs: dict[str, Any] | None = None,
-) -> NoReturn:
-    """Defer ``task`` on a ZohoBulkReadJobTrigger for ``job_id``; it resumes in ``execute_complete(event, **kwargs)``.
-
-    A job id that is not digits fails the task at once (it would go into Zoho URLs and staging paths)."""
-    try:
-        job_id = valid_job_id(job_id, f"job_id of task {task.task_id}")
-    except ZohoError as err:
-        raise task_error(err) from err
-    task.defer(
-        trigger=ZohoBulkReadJobTrigger(
-            job_id=job_id,
-            zoho_conn_id=zoho_conn_id,
-            poll_interval=poll_interval,
-            max_poll_interval=max_poll_interval,
-            deadline=time.time() + timeout,
-        ),
-        method_name="execute_complete",
-        kwargs=kwargs,
-        timeout=timedelta(seconds=timeout + 120),
-    )
-
-
-def wait_in_process(
-    hook: ZohoCRMHook, job_id: str, *, poll_interval: float, max_poll_interval: float, timeout: float
-) -> dict[str, Any]:
-    """Poll a job in the worker until COMPLETED (non-deferrable waiting); same outcomes as the trigger."""
-    started = time.monotonic()
-    interval = poll_interval
-    state = None
-    problem = ""
-    while True:
-        throttled = False
-        try:
-            details = hook.get_bulk_read_job(job_id)
-        except ZohoError as err:
-            if err.retryable or err.fails_fast:
-                raise task_error(err) from err
-            # Zoho's token throttle (Access Denied): waited out like the trigger does, the job is not lost.
-            throttled, problem = True, str(err)
-            hook.log.warning("Could not read job %s this time, will poll again: %s", job_id, err)
-        else:
-            state = details.get("state")
-            if state == "COMPLETED":
-                return job_result(details)
-            if state == "FAILURE":
-                code, message = job_failure(details)
-                return job_result_from_event({"status": "failed", "job_id": job_id, "code": code, "message": message})
-        waited = time.monotonic() - started
-        if waited >= timeout:
-            message = f"Last problem: {problem}." if problem else ""
-            return job_result_from_event(
-                {"status": "timeout", "job_id": job_id, "state": state, "waited_seconds": round(waited),
-                 "message": message}
-            )
-        time.sleep(min(max(interval, THROTTLED_POLL_SECONDS) if throttled else interval, timeout - waited))
-        interval = min(interval * 1.5, max_poll_interval)
 
 
 class ZohoBulkReadOperator(BaseOperator):
@@ -126,6 +29,22 @@ class ZohoBulkReadOperator(BaseOperator):
     input fails the task at once with what to change. ``module`` accepts API names and the seed's lowercase names.
     With ``wait_for_completion`` the task also waits for the job (deferred when ``deferrable``) and returns the
     job result, like :class:`~zoho_crm.sensors.bulk_read_job.ZohoBulkReadJobSensor`.
+
+    :param module: the module to export (API name, or the seed's lowercase name); templated.
+    :param fields: field API names to export (default: every field; none with ``file_type="ics"``); templated.
+    :param criteria: Zoho's criteria object (a condition or a group of them); templated.
+    :param cvid: a custom view id of the module; templated.
+    :param file_type: ``csv``, or ``ics`` for Events; templated.
+    :param page: the page to export (1 = the first; API v2-v6 page numbers); templated.
+    :param page_token: the ``next_page_token`` of the previous page (API v7+; not with ``page``); templated.
+    :param callback_url: an https URL Zoho calls when the job ends; templated.
+    :param callback_method: the callback's HTTP method (Zoho accepts only ``post``).
+    :param zoho_conn_id: the Zoho CRM connection.
+    :param wait_for_completion: also wait for the job and return its result instead of the created job.
+    :param deferrable: wait in the triggerer (no worker slot held); default ``[operators] default_deferrable``.
+    :param poll_interval: the first pause between two looks at the job, in seconds (> 0).
+    :param max_poll_interval: the longest pause between two looks; pauses grow x1.5 up to it.
+    :param timeout: how long to wait for the job, in seconds; then the task fails saying the last state seen.
     """
 
     template_fields: Sequence[str] = (
@@ -176,9 +95,20 @@ class ZohoBulkReadOperator(BaseOperator):
         self.poll_interval = poll_interval
         self.max_poll_interval = max_poll_interval
         self.timeout = timeout
+        PollingPolicy(poll_interval, max_poll_interval, timeout)  # a bad value fails at DAG parse, not at the wait
+
+    @cached_property
+    def hook(self) -> ZohoCRMHook:
+        """The task's hook, one per task instance."""
+        return ZohoCRMHook(self.zoho_conn_id)
+
+    @property
+    def polling(self) -> PollingPolicy:
+        """Pace and deadline of the wait (``wait_for_completion``)."""
+        return PollingPolicy(self.poll_interval, self.max_poll_interval, self.timeout)
 
     def execute(self, context: Context) -> dict[str, Any]:
-        hook = ZohoCRMHook(self.zoho_conn_id)
+        hook = self.hook
         try:
             api_version = hook.config.api_version
             body = build_bulk_read_body(
@@ -217,22 +147,13 @@ class ZohoBulkReadOperator(BaseOperator):
         if not self.wait_for_completion:
             return job
         if not self.deferrable:
-            return wait_in_process(
-                hook,
-                job["job_id"],
-                poll_interval=self.poll_interval,
-                max_poll_interval=self.max_poll_interval,
-                timeout=self.timeout,
-            )
-        defer_until_job_done(
-            self,
-            job["job_id"],
-            zoho_conn_id=self.zoho_conn_id,
-            poll_interval=self.poll_interval,
-            max_poll_interval=self.max_poll_interval,
-            timeout=self.timeout,
-        )
+            return wait_in_process(hook, job["job_id"], self.polling)
+        defer_until_job_done(self, job["job_id"], zoho_conn_id=self.zoho_conn_id, policy=self.polling)
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
-        """Resume after the trigger fired: return the job result or fail with Zoho's reason."""
+        """Resume after the trigger fired: return the job result or fail with Zoho's reason.
+
+        :param context: the task's context.
+        :param event: the trigger's event.
+        """
         return job_result_from_event(event)

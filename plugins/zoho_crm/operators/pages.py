@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import cached_property
 from typing import Any
 
 from airflow.sdk import BaseOperator, Context
@@ -10,7 +11,14 @@ from airflow.sdk import BaseOperator, Context
 from zoho_crm.api.errors import ZohoError
 from zoho_crm.api.query import build_bulk_read_body
 from zoho_crm.hooks.zoho_crm import ZohoCRMHook
-from zoho_crm.operators.bulk_read import defer_until_job_done, fail_fast, job_result_from_event, task_error
+from zoho_crm.job_waiting import (
+    DEFAULT_TIMEOUT_SECONDS,
+    PollingPolicy,
+    defer_until_job_done,
+    fail_fast,
+    job_result_from_event,
+    task_error,
+)
 
 
 class ZohoBulkReadPagesOperator(BaseOperator):
@@ -20,8 +28,12 @@ class ZohoBulkReadPagesOperator(BaseOperator):
     reports ``more_records: false``. Each wait is deferred (no worker slot is held). The returned list is what
     the download task maps over: one mapped task instance per page.
 
-    :param first_page: the sensor's result for page 1 (an XComArg in DAGs).
-    :param query: the export query (module, fields, file_type, criteria, cvid).
+    :param first_page: the sensor's result for page 1 (an XComArg in DAGs); templated.
+    :param query: the export query (module, fields, file_type, criteria, cvid); templated.
+    :param zoho_conn_id: the Zoho CRM connection.
+    :param poll_interval: the first pause between two looks at a page's job, in seconds (> 0).
+    :param max_poll_interval: the longest pause between two looks; pauses grow x1.5 up to it.
+    :param page_timeout: how long to wait for each page's job, in seconds.
     :param max_pages: a safety bound; an export needing more pages fails with a clear message.
     """
 
@@ -32,10 +44,10 @@ class ZohoBulkReadPagesOperator(BaseOperator):
         *,
         first_page: Any,
         query: Any,
-        zoho_conn_id: str = "zoho_crm_default",
+        zoho_conn_id: str = ZohoCRMHook.default_conn_name,
         poll_interval: float = 5,
         max_poll_interval: float = 60,
-        page_timeout: float = 6 * 3600,
+        page_timeout: float = DEFAULT_TIMEOUT_SECONDS,
         max_pages: int = 1000,
         **kwargs: Any,
     ) -> None:
@@ -47,12 +59,28 @@ class ZohoBulkReadPagesOperator(BaseOperator):
         self.max_poll_interval = max_poll_interval
         self.page_timeout = page_timeout
         self.max_pages = max_pages
+        PollingPolicy(poll_interval, max_poll_interval, page_timeout)  # a bad value fails at DAG parse
+
+    @cached_property
+    def hook(self) -> ZohoCRMHook:
+        """The task's hook, one per task instance."""
+        return ZohoCRMHook(self.zoho_conn_id)
+
+    @property
+    def polling(self) -> PollingPolicy:
+        """Pace and deadline of each page's wait."""
+        return PollingPolicy(self.poll_interval, self.max_poll_interval, self.page_timeout)
 
     def execute(self, context: Context) -> list[dict[str, Any]]:
         return self._continue([dict(self.first_page)])
 
     def execute_complete(self, context: Context, event: dict[str, Any], pages: list[dict[str, Any]]) -> Any:
-        """Resume after a page's job finished: record it and go on with the next page."""
+        """Resume after a page's job finished: record it and go on with the next page.
+
+        :param context: the task's context.
+        :param event: the trigger's event for the last page's job.
+        :param pages: the results of the pages before it.
+        """
         return self._continue([*pages, job_result_from_event(event)])
 
     def _continue(self, pages: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -62,7 +90,7 @@ class ZohoBulkReadPagesOperator(BaseOperator):
             return pages
         if len(pages) >= self.max_pages:
             raise fail_fast(f"the export has more than {self.max_pages} pages: narrow the query or raise max_pages.")
-        hook = ZohoCRMHook(self.zoho_conn_id)
+        hook = self.hook
         version = hook.config.api_version
         token = last.get("next_page_token")
         uses_token = int(version.lstrip("v")) >= 7
@@ -84,11 +112,5 @@ class ZohoBulkReadPagesOperator(BaseOperator):
             raise task_error(err) from err
         self.log.info("Created bulk read job %s for page %d.", job["id"], int(last["page"]) + 1)
         defer_until_job_done(
-            self,
-            job["id"],
-            zoho_conn_id=self.zoho_conn_id,
-            poll_interval=self.poll_interval,
-            max_poll_interval=self.max_poll_interval,
-            timeout=self.page_timeout,
-            kwargs={"pages": pages},
+            self, job["id"], zoho_conn_id=self.zoho_conn_id, policy=self.polling, kwargs={"pages": pages}
         )
