@@ -1,11 +1,14 @@
-"""Bench: extract + validate 40-column CSV pages against a naive pandas read, each in its own subprocess.
+"""Bench: the export DAG's page path (unzip step, then validate step, through the run's store) on 40-column CSV
+pages against a naive pandas read, each in its own subprocess.
 
-    .venv/bin/python bench/bench_validation.py [--records 20000,200000,1000000] [--keep DIR]
+    .venv/bin/python bench/bench_validation.py [--records 20000,200000,1000000]
 
 Builds deterministic Zoho-like zips (commas, doubled quotes, embedded line breaks, non-ASCII, ISO datetimes
-with offset) in a temp dir, then prints records, MB, wall seconds and peak RSS for ours and for
-``pandas.read_csv(zip, dtype=str)``. Wall time is measured inside the child around the work (imports
-excluded on both sides); peak RSS is the child's ``ru_maxrss`` (whole process, imports included).
+with offset) where the download task leaves them (the run's staging area of a local store in a temp dir), then
+runs :func:`zoho_crm.export.steps.unzip_page` and :func:`~zoho_crm.export.steps.validate_page` on them as the
+DAG's ``unzip`` and ``validate`` tasks do (records from and to XCom JSON) and prints records, MB, wall seconds and
+peak RSS for ours and for ``pandas.read_csv(zip, dtype=str)``. Wall time is measured inside the child around the
+work (imports excluded on both sides); peak RSS is the child's ``ru_maxrss`` (whole process, imports included).
 Exits 1 when the 200k targets (RSS < 100 MB, wall <= 0.5 x pandas) are missed.
 """
 
@@ -22,6 +25,13 @@ import zipfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "plugins"))
+
+from zoho_crm.export.layout import DOWNLOADS_SUBDIR, run_key  # noqa: E402
+from zoho_crm.export.records import ExportQuery, ExportRun  # noqa: E402
+from zoho_crm.export.storage import LocalExportStore  # noqa: E402
+from zoho_crm.files.digest import file_sha256  # noqa: E402
+
 TARGET_RECORDS = 200_000
 RSS_LIMIT_MB = 100.0
 WALL_RATIO_LIMIT = 0.5
@@ -93,14 +103,14 @@ def _quote(value: str) -> str:
     return value
 
 
-def build_zip(directory: Path, records: int) -> Path:
+def build_zip(directory: Path, records: int, job_id: str) -> Path:
     """A deterministic page of ``records`` rows x 40 columns (Id first), zipped as ``<job id>.csv``."""
     rng = random.Random(records)
     templates = [
         ",".join(_quote(_value(rng, name, data_type)) for name, data_type in FIELDS).encode() + b"\r\n"
         for _ in range(TEMPLATES)
     ]
-    job_id = f"57257670000{records:08d}"
+    directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{job_id}.zip"
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
         with archive.open(f"{job_id}.csv", "w", force_zip64=True) as member:
@@ -126,16 +136,26 @@ def metadata_file(directory: Path) -> Path:
 OURS = """
 import json, resource, sys, time
 from pathlib import Path
-from zoho_crm.validation import validate_page
-zip_path, out, meta, count = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4])
-metadata = json.loads(meta.read_text())
+from zoho_crm.export.records import ExportRun, PageRecord
+from zoho_crm.export.steps import ExportStepError, unzip_page, validate_page
+from zoho_crm.export.storage import open_store
+import zoho_crm.validation  # what the validate task imports before its work (pyarrow)
+run, download = ExportRun.from_xcom(json.loads(sys.argv[1])), json.loads(sys.argv[2])
+metadata = json.loads(Path(sys.argv[3]).read_text())["fields"]
 start, cpu = time.perf_counter(), time.process_time()
-report = validate_page(zip_path, out, job_id=zip_path.stem, file_type="csv", field_metadata=metadata,
-                       expected_count=count)
+page = PageRecord.from_xcom(json.loads(json.dumps(unzip_page(download, run).to_xcom())))
+unzipped = time.perf_counter()
+try:
+    checked = validate_page(page, run, field_metadata=metadata)
+    errors, records, valid = [], checked.records, True
+except ExportStepError as err:
+    errors, records, valid = str(err).splitlines()[1:6], None, False
 wall, cpu = time.perf_counter() - start, time.process_time() - cpu
+report_key = run.staged(page.data_file.path.rsplit("/", 1)[0] + "/report.json")
+timings = {"unzip": unzipped - start, "validate": wall - (unzipped - start),
+           **{f"validate.{k}": v for k, v in open_store(run.store).read_json(report_key)["timings"].items()}}
 print(json.dumps({"wall": wall, "cpu": cpu, "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                  "valid": report.valid, "errors": [str(e) for e in report.errors[:5]],
-                  "records": report.records, "timings": report.timings}))
+                  "valid": valid, "errors": errors, "records": records, "timings": timings}))
 """
 
 NAIVE = """
@@ -167,13 +187,21 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bench-validation-") as tmp:
         directory = Path(tmp)
         meta = metadata_file(directory)
+        store = LocalExportStore(directory / "exports")
         print(f"{'records':>9} {'CSV MB':>7} {'zip MB':>7} {'ours s':>7} {'ours RSS':>9} "
               f"{'pandas s':>9} {'pandas RSS':>11} {'wall ratio':>11} {'RSS ratio':>10}")
         for records in sizes:
-            zip_path = build_zip(directory, records)
+            run_id = f"manual__bench-{records}"
+            run = ExportRun(ExportQuery("Leads"), run_key=run_key("manual", run_id, None, None), run_id=run_id,
+                            store=store.location)
+            job_id = f"57257670000{records:08d}"
+            # Where the download task leaves a page: {download_dir}/{job id}/{job id}.zip, with its sha256.
+            zip_path = build_zip(store.local_path(run.staged(f"{DOWNLOADS_SUBDIR}/{job_id}")), records, job_id)
+            download = {"page": 1, "job_id": job_id, "file_type": "csv", "count": records, "path": str(zip_path),
+                        "sha256": file_sha256(zip_path)}
             with zipfile.ZipFile(zip_path) as archive:
                 csv_mb = archive.infolist()[0].file_size / 2**20
-            ours = run_child(OURS, str(zip_path), str(directory / f"out-{records}"), str(meta), str(records))
+            ours = run_child(OURS, json.dumps(run.to_xcom()), json.dumps(download), str(meta))
             if not ours["valid"] or ours["records"] != records:
                 failures.append(f"{records}: our validation did not pass: {ours['errors']}")
             naive = run_child(NAIVE, str(zip_path)) if records <= PANDAS_MAX_RECORDS else None
@@ -194,7 +222,7 @@ def main() -> int:
                     failures.append(f"200k peak RSS {ours['rss_mb']:.1f} MB, target < {RSS_LIMIT_MB:.0f} MB")
                 if naive and ours["wall"] > WALL_RATIO_LIMIT * naive["wall"]:
                     failures.append(f"200k wall ratio {ours['wall'] / naive['wall']:.2f}, target <= {WALL_RATIO_LIMIT}")
-            zip_path.unlink()
+            store.remove(run.staging)
     print("our peak RSS by page size: " + ", ".join(peaks))
     for failure in failures:
         print(f"MISSED: {failure}", file=sys.stderr)

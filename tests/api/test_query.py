@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from zoho_crm.api.modules import api_name, is_exportable, required_scopes
-from zoho_crm.api.query import InvalidBulkReadQuery, build_bulk_read_body
+from zoho_crm.api.modules import NON_EXPORTABLE_MODULES, api_name, required_scopes
+from zoho_crm.api.query import (
+    API_VERSIONS,
+    InvalidBulkReadQuery,
+    build_bulk_read_body,
+    data_file_name,
+    parse_criteria,
+    uses_page_token,
+)
 
 DAY = {
     "group_operator": "and",
@@ -87,5 +94,21 @@ def test_rejected_inputs_say_what_to_change(kwargs, says):
 def test_module_mapping_and_scopes():
     assert [api_name(m) for m in ("leads", "price_books", "SALES_ORDERS", "meetings", "Shipments")] == [
         "Leads", "Price_Books", "Sales_Orders", "Events", "Shipments"]
-    assert not is_exportable("notes") and is_exportable("Deals")
+    assert api_name("notes") in NON_EXPORTABLE_MODULES and api_name("Deals") not in NON_EXPORTABLE_MODULES
     assert required_scopes("price_books") == ["ZohoCRM.bulk.read", "ZohoCRM.modules.price_books.READ"]
+
+
+def test_api_versions_page_by_token_from_v7_on():
+    assert [version for version in API_VERSIONS if uses_page_token(version)] == ["v7", "v8"]
+    with pytest.raises(InvalidBulkReadQuery, match="api_version 'v9' is not supported"):
+        uses_page_token("v9")
+    assert data_file_name("1001", "ics") == "1001.ics"
+
+
+def test_criteria_as_json_text_or_object_or_nothing():
+    condition = {"field": {"api_name": "City"}, "comparator": "equal", "value": "Paris"}
+    assert parse_criteria('{"field": {"api_name": "City"}, "comparator": "equal", "value": "Paris"}') == condition
+    assert parse_criteria(condition) == condition
+    assert [parse_criteria(nothing) for nothing in (None, "", "  ", {})] == [None] * 4
+    with pytest.raises(InvalidBulkReadQuery, match="criteria is not valid JSON .*: give a JSON object"):
+        parse_criteria("{not json")

@@ -17,7 +17,7 @@ from include.devtools.airflow_stack import AirflowStack, wait_until
 from include.devtools.zoho_simulator.process import SimulatorProcess
 from tests.deployments import CELERY, LOCAL, SIMULATOR_OPTIONS, WINDOW, Deployment
 from tests.operators.download_checks import LIMIT, assert_never_over_limit, download_log, next_request_seq
-from zoho_crm.export.request import time_range_criteria, zoho_datetime
+from zoho_crm.export.records import time_range_criteria, zoho_datetime
 
 MAIN_DAG = "zoho_crm_bulk_read"
 SCHEDULED_DAG = "zoho_crm_leads_csv"

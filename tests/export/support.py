@@ -8,31 +8,46 @@ from pathlib import Path
 from typing import Any
 
 from tests.validation.builders import FIELDS, good_csv, write_zip
-from zoho_crm.export.layout import final_dir, run_key, staging_dir
-from zoho_crm.export.steps import DOWNLOADS_SUBDIR, publish_export, unzip_page, validate_page
+from zoho_crm.export.layout import DOWNLOADS_SUBDIR, run_key
+from zoho_crm.export.records import ExportQuery, ExportRun, PageRecord
+from zoho_crm.export.steps import unzip_page, validate_page
+from zoho_crm.export.storage import LocalExportStore
 from zoho_crm.files.digest import file_sha256
 
 INTERVAL = run_key("scheduled", "scheduled__x", datetime(2026, 11, 10, tzinfo=UTC), datetime(2026, 11, 11, tzinfo=UTC))
 
 
-def extracted(staging: Path, page: int, job_id: str, csv: bytes | None = None, count: int = 3) -> dict[str, Any]:
-    """Download (a zip in staging), unzip and extract one page; returns the unzip step's page record."""
-    downloads = staging / DOWNLOADS_SUBDIR
+def export_run(root: Path, key: str, run_id: str, query: ExportQuery | None = None, **changes: Any) -> ExportRun:
+    """A run of ``query`` (default: Leads as CSV) under run key ``key``, in a local store at ``root``."""
+    return ExportRun(query or ExportQuery("Leads"), run_key=key, run_id=run_id, store=str(root), **changes)
+
+
+def staging(run: ExportRun) -> Path:
+    """The run's staging area on disk."""
+    return LocalExportStore(Path(run.store)).local_path(run.staging)
+
+
+def final(run: ExportRun) -> Path:
+    """The run key's directory on disk (pointer and versions)."""
+    return LocalExportStore(Path(run.store)).local_path(run.final)
+
+
+def download(run: ExportRun, page: int, job_id: str, data: bytes, file_type: str, count: int) -> dict[str, Any]:
+    """A downloaded page as the download task leaves it: the zip in the run's download dir, its XCom."""
+    downloads = staging(run) / DOWNLOADS_SUBDIR
     downloads.mkdir(parents=True, exist_ok=True)
-    archive = write_zip(downloads / f"{job_id}.zip", [(f"{job_id}.csv", csv or good_csv(count, first=page * 1000))])
-    download = {"page": page, "job_id": job_id, "file_type": "csv", "path": str(archive), "count": count,
-                "sha256": file_sha256(archive)}
-    return unzip_page(download, staging)
+    archive = write_zip(downloads / f"{job_id}.zip", [(f"{job_id}.{file_type}", data)])
+    return {"page": page, "job_id": job_id, "file_type": file_type, "path": str(archive), "count": count,
+            "sha256": file_sha256(archive)}
 
 
-def validated(staging: Path, page: int, job_id: str, count: int = 3) -> dict[str, Any]:
-    return validate_page(extracted(staging, page, job_id, count=count), fields=None, field_metadata=FIELDS)
+def extracted(run: ExportRun, page: int, job_id: str, csv: bytes | None = None, count: int = 3) -> PageRecord:
+    """Download (a zip in staging), unzip and extract one page; returns the unzip step's page record."""
+    return unzip_page(download(run, page, job_id, csv or good_csv(count, first=page * 1000), "csv", count), run)
 
 
-def publish(root: Path, key: str, run_id: str, pages: list[dict[str, Any]], **kwargs: Any) -> dict[str, Any]:
-    query = {"module": "Leads", "file_type": "csv", "run_key": key}
-    return publish_export(query, pages, staging=staging_dir("Leads", key, run_id, root),
-                          final=final_dir("Leads", key, root), run_id=run_id, **kwargs)
+def validated(run: ExportRun, page: int, job_id: str, count: int = 3) -> PageRecord:
+    return validate_page(extracted(run, page, job_id, count=count), run, field_metadata=FIELDS)
 
 
 def read_export(final: Path) -> tuple[dict[str, Any], set[str]]:
@@ -42,6 +57,9 @@ def read_export(final: Path) -> tuple[dict[str, Any], set[str]]:
     for page in manifest["pages"]:
         assert file_sha256(final / page["file"]) == page["sha256"], page
         assert json.loads((final / page["report"]).read_text())["valid"], page
+        for stored in page["files"].values():
+            assert file_sha256(final / stored["path"]) == stored["sha256"], page
+        assert {page["file"], page["report"]} <= {stored["path"] for stored in page["files"].values()}
         listed |= {page["file"], page["report"]}
     assert len(manifest["pages"]) == manifest["page_count"]
     return manifest, listed

@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
-from zoho_crm.export.layout import final_dir, new_version_name, run_key, staging_dir, version_time
+from zoho_crm.export.layout import final_key, new_version_name, run_key, staging_key, version_time
+from zoho_crm.export.storage import LocalExportStore
 
 
 def test_interval_runs_share_a_key_and_manual_runs_get_their_own() -> None:
@@ -16,10 +17,11 @@ def test_interval_runs_share_a_key_and_manual_runs_get_their_own() -> None:
 
 
 def test_staging_is_per_run_and_outside_the_published_tree(tmp_path: Path) -> None:
-    one = staging_dir("Leads", "k", "run-1", tmp_path)
-    assert one != staging_dir("Leads", "k", "run-2", tmp_path)
-    assert one == staging_dir("Leads", "k", "run-1", tmp_path), "retries of one run reuse its staging dir"
-    assert not one.is_relative_to(final_dir("Leads", "k", tmp_path))
+    store = LocalExportStore(tmp_path)
+    one = store.local_path(staging_key("Leads", "k", "run-1"))
+    assert one != store.local_path(staging_key("Leads", "k", "run-2"))
+    assert one == store.local_path(staging_key("Leads", "k", "run-1")), "retries of one run reuse its staging dir"
+    assert not one.is_relative_to(store.local_path(final_key("Leads", "k")))
 
 
 def test_manual_run_keys_are_unique_and_fit_a_file_name(tmp_path: Path) -> None:
@@ -28,10 +30,11 @@ def test_manual_run_keys_are_unique_and_fit_a_file_name(tmp_path: Path) -> None:
     long_ids = ["manual__" + "x" * 300 + tail for tail in ("1", "2")]
     long_keys = [run_key("manual", run_id, None, None) for run_id in long_ids]
     assert long_keys[0] != long_keys[1]
+    store = LocalExportStore(tmp_path)
     for run_id, key in zip(long_ids, long_keys, strict=True):
         assert key.startswith("manual--manual__xxx") and len(key.encode()) <= 120
-        staging_dir("Leads", key, run_id, tmp_path).mkdir(parents=True)  # a name the file system accepts
-        final_dir("Leads", key, tmp_path).mkdir(parents=True)
+        store.local_path(staging_key("Leads", key, run_id)).mkdir(parents=True)  # a name the file system accepts
+        store.local_path(final_key("Leads", key)).mkdir(parents=True)
 
 
 def test_a_version_name_carries_its_time() -> None:

@@ -14,19 +14,24 @@ import pytest
 from airflow.sdk.api.datamodels._generated import DagRun, DagRunState, DagRunType
 from airflow.sdk.exceptions import ParamValidationError
 
-from tests.export.support import INTERVAL, validated
+from tests.export.support import INTERVAL, export_run, validated
 from zoho_crm.api.query import InvalidBulkReadQuery
 from zoho_crm.export.dag import build_export_dag
-from zoho_crm.export.layout import final_dir, staging_dir
-from zoho_crm.export.request import PARAM_NAMES, interval_gap, resolve_export, zoho_datetime
+from zoho_crm.export.params import PARAM_NAMES
+from zoho_crm.export.records import ExportQuery, ExportRun, interval_gap, zoho_datetime
 from zoho_crm.export.steps import publish_export
 
 DAY = datetime(2026, 11, 10, tzinfo=UTC), datetime(2026, 11, 11, tzinfo=UTC)
 
 
 def resolve(params: dict, run_type: str = "manual", interval=(None, None)) -> dict:
-    return resolve_export(params, run_type=run_type, run_id="manual__2026-11-29T04:00:00+00:00",
-                          interval_start=interval[0], interval_end=interval[1], custom_modules=("Shipments",))
+    """The run's XCom (query and run key) from Params, as the resolve_query task builds it."""
+    query = ExportQuery.from_params(params, run_type=run_type, interval_start=interval[0],
+                                    interval_end=interval[1], custom_modules=("Shipments",))
+    run = ExportRun.create(query, run_type=run_type, run_id="manual__2026-11-29T04:00:00+00:00",
+                           interval_start=interval[0], interval_end=interval[1], store="/nowhere")
+    assert ExportRun.from_xcom(run.to_xcom()) == run, "the run crosses XCom unchanged"
+    return run.to_xcom()
 
 
 def test_scheduled_run_exports_its_data_interval_by_modified_time() -> None:
@@ -168,27 +173,27 @@ def _resolve_query_context(run_type: str, prev_end) -> dict:
 def test_resolve_query_warns_about_a_gap_and_adds_it_to_the_query(caplog, tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("ZOHO_EXPORT_DIR", str(tmp_path))
     resolve_query = build_export_dag("gap_check").get_task("resolve_query").python_callable
-    with caplog.at_level(logging.WARNING, logger="zoho_crm.export.dag"):
+    with caplog.at_level(logging.WARNING, logger="zoho_crm.export.tasks"):
         query = resolve_query(**_resolve_query_context("scheduled", lambda: nov(3)))
-        assert query["gap"]["start"] == "2026-11-03T00:00:00+00:00"
-        assert query["gap"]["end"] == query["time_range"][0] == "2026-11-08T00:00:00+00:00"
-        assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == [query["gap"]["message"]]
+        assert query["interval_gap"]["start"] == "2026-11-03T00:00:00+00:00"
+        assert query["interval_gap"]["end"] == query["time_range"][0] == "2026-11-08T00:00:00+00:00"
+        assert query["store"] == str(tmp_path) and query["download_dir"].startswith(str(tmp_path))
+        assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == [
+            query["interval_gap"]["message"]]
         caplog.clear()
         # The first run (Airflow hands a proxy of None) and a backfill (never asks for the previous success) and a
         # run right after the previous success do not warn.
-        assert resolve_query(**_resolve_query_context("scheduled", lambda: None))["gap"] is None
-        assert resolve_query(**_resolve_query_context("scheduled", lambda: nov(8)))["gap"] is None
+        assert resolve_query(**_resolve_query_context("scheduled", lambda: None))["interval_gap"] is None
+        assert resolve_query(**_resolve_query_context("scheduled", lambda: nov(8)))["interval_gap"] is None
         never = lambda: pytest.fail("a backfill must not ask for the previous success")  # noqa: E731
-        assert resolve_query(**_resolve_query_context("backfill", never))["gap"] is None
+        assert resolve_query(**_resolve_query_context("backfill", never))["interval_gap"] is None
         assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
 
 
 def test_the_manifest_carries_the_gap(tmp_path) -> None:
     gap = interval_gap("scheduled", nov(3), nov(10), dag_id="zoho_crm_leads_csv")
     for run_id, query_gap in (("scheduled__gap", gap), ("scheduled__none", None)):
-        staging = staging_dir("Leads", INTERVAL, run_id, tmp_path)
-        query = {"module": "Leads", "file_type": "csv", "run_key": INTERVAL, "gap": query_gap}
-        summary = publish_export(query, [validated(staging, 1, "1001")], staging=staging,
-                                 final=final_dir("Leads", INTERVAL, tmp_path), run_id=run_id)
+        run = export_run(tmp_path, INTERVAL, run_id, interval_gap=query_gap)
+        summary = publish_export(run, [validated(run, 1, "1001")])
         assert summary["interval_gap"] == query_gap
         assert json.loads(Path(summary["manifest"]).read_text())["interval_gap"] == query_gap

@@ -11,10 +11,19 @@ from typing import Any
 
 import pytest
 
-from tests.export.support import INTERVAL, extracted, files, publish, read_export, validated
+from tests.export.support import (
+    INTERVAL,
+    export_run,
+    extracted,
+    files,
+    final,
+    read_export,
+    staging,
+    validated,
+)
 from tests.validation.builders import FIELDS, good_csv
-from zoho_crm.export.layout import final_dir, run_key, staging_dir
-from zoho_crm.export.steps import ExportStepError, validate_page
+from zoho_crm.export.layout import run_key
+from zoho_crm.export.steps import ExportStepError, publish_export, validate_page
 
 
 class Crash(BaseException):
@@ -42,21 +51,21 @@ class CrashBefore:
 
 def test_a_cleared_run_publishes_only_what_its_manifest_lists(tmp_path: Path) -> None:
     run_id = "manual__2026-12-01T10:00:00+00:00"
-    key = run_key("manual", run_id, None, None)
-    staging = staging_dir("Leads", key, run_id, tmp_path)
+    run = export_run(tmp_path, run_key("manual", run_id, None, None), run_id)
     # First attempt: three pages extracted, the third invalid (its file and report are kept in staging).
-    validated(staging, 1, "1001")
-    validated(staging, 2, "1002")
+    validated(run, 1, "1001")
+    validated(run, 2, "1002")
     with pytest.raises(ExportStepError, match="is invalid"):
-        validate_page(extracted(staging, 3, "1003", good_csv(3), count=5), fields=None, field_metadata=FIELDS)
+        validate_page(extracted(run, 3, "1003", good_csv(3), count=5), run, field_metadata=FIELDS)
     # The run is cleared: new jobs, two pages, in the same staging directory.
-    pages = [validated(staging, 1, "2001"), validated(staging, 2, "2002")]
-    summary = publish(tmp_path, key, run_id, pages)
-    final = Path(summary["path"])
-    manifest, listed = read_export(final)
+    pages = [validated(run, 1, "2001"), validated(run, 2, "2002")]
+    summary = publish_export(run, pages)
+    published = Path(summary["path"])
+    assert published == final(run)
+    manifest, listed = read_export(published)
     assert manifest["job_ids"] == ["2001", "2002"]
-    assert files(final) == listed, "the export holds exactly the files its manifest lists"
-    assert not staging.exists()
+    assert files(published) == listed, "the export holds exactly the files its manifest lists"
+    assert not staging(run).exists()
 
 
 def test_a_crash_at_any_step_of_a_republish_leaves_a_complete_export_and_the_next_attempt_recovers(
@@ -67,24 +76,23 @@ def test_a_crash_at_any_step_of_a_republish_leaves_a_complete_export_and_the_nex
     crashes = 0
     for crash_at in range(1, 50):
         root = tmp_path / str(crash_at)
-        publish(root, INTERVAL, "scheduled__1", [validated(staging_dir("Leads", INTERVAL, "scheduled__1", root),
-                                                           1, "1001")])
-        staging = staging_dir("Leads", INTERVAL, "backfill__2", root)
-        pages = [validated(staging, 1, "2001"), validated(staging, 2, "2002")]
-        final = final_dir("Leads", INTERVAL, root)
+        first = export_run(root, INTERVAL, "scheduled__1")
+        publish_export(first, [validated(first, 1, "1001")])
+        run = export_run(root, INTERVAL, "backfill__2")
+        pages = [validated(run, 1, "2001"), validated(run, 2, "2002")]
         with monkeypatch.context() as patched:
             CrashBefore(crash_at, patched)
             try:
-                publish(root, INTERVAL, "backfill__2", pages)
+                publish_export(run, pages)
             except Crash:
                 crashes += 1
             else:
                 break  # the publish has fewer steps than crash_at: a crash before each one was tried
-        manifest, _ = read_export(final)  # after the crash: a complete export, the old one or the new one
+        manifest, _ = read_export(final(run))  # after the crash: a complete export, the old one or the new one
         assert manifest["job_ids"] in (["1001"], ["2001", "2002"]), crash_at
-        publish(root, INTERVAL, "backfill__2", pages)  # the next attempt (a retry of the manifest task)
-        manifest, listed = read_export(final)
+        publish_export(run, pages)  # the next attempt (a retry of the manifest task)
+        manifest, listed = read_export(final(run))
         assert manifest["job_ids"] == ["2001", "2002"]
-        assert files(final) == listed, f"crash before step {crash_at}: nothing stale left in the export"
-        assert not staging.exists()
+        assert files(final(run)) == listed, f"crash before step {crash_at}: nothing stale left in the export"
+        assert not staging(run).exists()
     assert crashes >= 5, "a crash before each placed file, the pointer write and each clean-up was tried"

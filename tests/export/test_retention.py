@@ -10,46 +10,59 @@ from pathlib import Path
 
 import pytest
 
-from tests.export.support import INTERVAL, extracted, files, publish, read_export, validated
-from zoho_crm.export.layout import Retention, final_dir, prune, run_key, staging_dir, version_time
+from tests.export.support import (
+    INTERVAL,
+    export_run,
+    extracted,
+    files,
+    final,
+    read_export,
+    staging,
+    validated,
+)
+from zoho_crm.export.layout import Retention, run_key, version_time
+from zoho_crm.export.steps import publish_export
+from zoho_crm.export.storage import LocalExportStore
 
 
 def test_retention_removes_replaced_versions_abandoned_staging_and_old_manual_exports(tmp_path: Path) -> None:
     keep = Retention(versions=timedelta(hours=24), staging=timedelta(days=7), manual=timedelta(days=30))
-    publish(tmp_path, INTERVAL, "scheduled__1",
-            [validated(staging_dir("Leads", INTERVAL, "scheduled__1", tmp_path), 1, "1001")], retention=keep)
-    first = {p.name for p in final_dir("Leads", INTERVAL, tmp_path).iterdir()} - {"manifest.json"}
+    store = LocalExportStore(tmp_path)
+    first_run = export_run(tmp_path, INTERVAL, "scheduled__1")
+    publish_export(first_run, [validated(first_run, 1, "1001")], retention=keep)
+    first = {p.name for p in final(first_run).iterdir()} - {"manifest.json"}
     time.sleep(1.01)  # versions are stamped to the second
-    publish(tmp_path, INTERVAL, "backfill__2",
-            [validated(staging_dir("Leads", INTERVAL, "backfill__2", tmp_path), 1, "2001")], retention=keep)
-    final = final_dir("Leads", INTERVAL, tmp_path)
-    manifest, listed = read_export(final)
+    second_run = export_run(tmp_path, INTERVAL, "backfill__2")
+    publish_export(second_run, [validated(second_run, 1, "2001")], retention=keep)
+    published_dir = final(second_run)
+    manifest, listed = read_export(published_dir)
     current = manifest["version"]
-    assert {p.name for p in final.iterdir()} == {"manifest.json", current, *first}, "kept for readers of the old one"
+    assert {p.name for p in published_dir.iterdir()} == {"manifest.json", current, *first}, \
+        "kept for readers of the old one"
     published = version_time(current)
     assert published is not None
 
-    manual_run = "manual__old"
-    manual_key = run_key("manual", manual_run, None, None)
-    publish(tmp_path, manual_key, manual_run,
-            [validated(staging_dir("Leads", manual_key, manual_run, tmp_path), 1, "3001")], retention=keep)
-    abandoned = staging_dir("Leads", INTERVAL, "backfill__failed", tmp_path)
+    manual_id = "manual__old"
+    manual = export_run(tmp_path, run_key("manual", manual_id, None, None), manual_id)
+    publish_export(manual, [validated(manual, 1, "3001")], retention=keep)
+    abandoned = export_run(tmp_path, INTERVAL, "backfill__failed")
     extracted(abandoned, 1, "4001")
     old = time.time() - 8 * 86400
-    for path in (*abandoned.rglob("*"), abandoned):
+    for path in (*staging(abandoned).rglob("*"), staging(abandoned)):
         os.utime(path, (old, old))
-    running = staging_dir("Leads", INTERVAL, "backfill__running", tmp_path)
+    running = export_run(tmp_path, INTERVAL, "backfill__running")
     extracted(running, 1, "5001")
 
-    removed = prune(tmp_path, "Leads", keep, now=published + timedelta(hours=23))
-    assert removed == [abandoned], "only the staging nothing wrote to for 7 days"
-    assert running.exists() and len(list(final.iterdir())) == 3
-    prune(tmp_path, "Leads", keep, now=published + timedelta(hours=25))
-    assert files(final) == listed, "the replaced version is gone a day after it was replaced"
-    assert final_dir("Leads", manual_key, tmp_path).exists()
-    prune(tmp_path, "Leads", keep, now=published + timedelta(days=31))
-    assert not final_dir("Leads", manual_key, tmp_path).exists(), "a manual export is removed after 30 days"
-    assert files(final) == listed, "an interval's export is kept as long as it is current"
+    removed = store.prune("Leads", keep, now=published + timedelta(hours=23))
+    assert removed == [abandoned.staging], "only the staging nothing wrote to for 7 days"
+    assert not staging(abandoned).exists()
+    assert staging(running).exists() and len(list(published_dir.iterdir())) == 3
+    store.prune("Leads", keep, now=published + timedelta(hours=25))
+    assert files(published_dir) == listed, "the replaced version is gone a day after it was replaced"
+    assert final(manual).exists()
+    store.prune("Leads", keep, now=published + timedelta(days=31))
+    assert not final(manual).exists(), "a manual export is removed after 30 days"
+    assert files(published_dir) == listed, "an interval's export is kept as long as it is current"
 
 
 def test_retention_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:

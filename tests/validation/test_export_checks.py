@@ -17,12 +17,14 @@ import icalendar
 import pytest
 
 from tests.devtools.simulator.sim_client import access_token, create_ok, download, module_query, wait_state
+from tests.export.support import download as downloaded
+from tests.export.support import export_run, final, staging
 from tests.simulator_fixtures import start_simulator
-from tests.validation.builders import FIELDS, HEADER, csv_text, good_row, write_zip
-from zoho_crm.export.layout import final_dir, staging_dir
-from zoho_crm.export.steps import DOWNLOADS_SUBDIR, EXPORT_SUBDIR, ExportStepError, publish_export, unzip_page
+from tests.validation.builders import FIELDS, HEADER, csv_text, good_row
+from zoho_crm.export.layout import EXPORT_SUBDIR
+from zoho_crm.export.records import ExportQuery, ExportRun, PageRecord
+from zoho_crm.export.steps import ExportStepError, publish_export, unzip_page
 from zoho_crm.export.steps import validate_page as validate_step
-from zoho_crm.files.digest import file_sha256
 from zoho_crm.validation import ExportCheckError, check_export, export_checks
 from zoho_crm.validation.export_checks import page_index_prefix
 from zoho_crm.validation.id_index import IDS, index_path, write_sorted
@@ -30,48 +32,46 @@ from zoho_crm.validation.id_index import IDS, index_path, write_sorted
 KEY = "manual__check"
 
 
-def page_record(staging: Path, page: int, job_id: str, data: bytes, file_type: str, count: int) -> dict[str, Any]:
+def check_run(root: Path, module: str = "Leads", file_type: str = "csv", **query: Any) -> ExportRun:
+    return export_run(root, KEY, "run1", ExportQuery(module, file_type=file_type, **query))
+
+
+def page_record(run: ExportRun, page: int, job_id: str, data: bytes, count: int) -> PageRecord:
     """A downloaded page through the pipeline's unzip and validate steps (raises ExportStepError if invalid)."""
-    downloads = staging / DOWNLOADS_SUBDIR
-    downloads.mkdir(parents=True, exist_ok=True)
-    archive = write_zip(downloads / f"{job_id}.zip", [(f"{job_id}.{file_type}", data)])
-    download_record = {"page": page, "job_id": job_id, "file_type": file_type, "path": str(archive),
-                       "count": count, "sha256": file_sha256(archive)}
-    return validate_step(unzip_page(download_record, staging), fields=None,
-                         field_metadata=FIELDS if file_type == "csv" else None)
+    file_type = run.query.file_type
+    download_record = downloaded(run, page, job_id, data, file_type, count)
+    return validate_step(unzip_page(download_record, run), run, field_metadata=FIELDS if file_type == "csv" else None)
 
 
-def csv_page(staging: Path, page: int, numbers: range) -> dict[str, Any]:
+def checked(pages: list[PageRecord]) -> list[dict[str, Any]]:
+    """What check_export reads of validated pages: number, data file (relative to the staging area), sha256."""
+    return [{"page": page.page, "file": page.data_file.path, "sha256": page.data_file.sha256} for page in pages]
+
+
+def csv_page(run: ExportRun, page: int, numbers: range) -> PageRecord:
     data = csv_text([HEADER] + [good_row(n) for n in numbers]).encode()
-    return page_record(staging, page, f"57257670000008590{page:02d}", data, "csv", len(numbers))
-
-
-def publish(root: Path, pages: list[dict[str, Any]], module: str = "Leads", file_type: str = "csv",
-            **query: Any) -> dict[str, Any]:
-    full_query = {"module": module, "file_type": file_type, "run_key": KEY, **query}
-    return publish_export(full_query, pages, staging=staging_dir(module, KEY, "run1", root),
-                          final=final_dir(module, KEY, root), run_id="run1")
+    return page_record(run, page, f"57257670000008590{page:02d}", data, len(numbers))
 
 
 def test_id_on_two_pages_fails_the_publish_naming_it(tmp_path):
-    staging = staging_dir("Leads", KEY, "run1", tmp_path)
-    pages = [csv_page(staging, 1, range(1, 4)), csv_page(staging, 2, range(3, 6)), csv_page(staging, 3, range(6, 9))]
+    run = check_run(tmp_path)
+    pages = [csv_page(run, 1, range(1, 4)), csv_page(run, 2, range(3, 6)), csv_page(run, 3, range(6, 9))]
     with pytest.raises(ExportStepError) as raised:
-        publish(tmp_path, pages)
+        publish_export(run, pages)
     assert "1 record ids on more than one page (5725767000001000003 on pages 1, 2)" in str(raised.value)
     assert "page numbers (API v2-v6)" in str(raised.value)
-    assert not (final_dir("Leads", KEY, tmp_path) / "manifest.json").exists()
+    assert not (final(run) / "manifest.json").exists()
 
 
 def test_pages_with_distinct_ids_publish_with_no_warnings(tmp_path):
-    staging = staging_dir("Leads", KEY, "run1", tmp_path)
-    pages = [csv_page(staging, 1, range(1, 4)), csv_page(staging, 2, range(4, 7))]
-    assert sorted(p.name for p in (staging / "checks").iterdir()) == [
-        f"page_000{page['page']}.{page['sha256'][:16]}.ids" for page in pages]
-    manifest = publish(tmp_path, pages)
+    run = check_run(tmp_path)
+    pages = [csv_page(run, 1, range(1, 4)), csv_page(run, 2, range(4, 7))]
+    assert sorted(p.name for p in (staging(run) / "checks").iterdir()) == [
+        f"page_000{page.page}.{page.data_file.sha256[:16]}.ids" for page in pages]
+    manifest = publish_export(run, pages)
     assert manifest["warnings"] == [] and manifest["record_count"] == 6
-    published = [p.name for p in final_dir("Leads", KEY, tmp_path).rglob("*") if p.is_file()]
-    assert not [name for name in published if name.endswith(".ids")] and not staging.exists()
+    published = [p.name for p in final(run).rglob("*") if p.is_file()]
+    assert not [name for name in published if name.endswith(".ids")] and not staging(run).exists()
 
 
 def write_sidecars(export_dir: Path, page: int, ids: list[bytes]) -> dict[str, Any]:
@@ -112,12 +112,12 @@ def test_many_pages_are_merged_in_rounds(tmp_path, monkeypatch):
 
 
 def test_missing_sidecars_are_rebuilt_from_the_page_files(tmp_path):
-    staging = staging_dir("Leads", KEY, "run1", tmp_path)
-    pages = [csv_page(staging, 1, range(1, 4)), csv_page(staging, 2, range(2, 4))]
-    shutil.rmtree(staging / "checks")
+    run = check_run(tmp_path)
+    pages = [csv_page(run, 1, range(1, 4)), csv_page(run, 2, range(2, 4))]
+    shutil.rmtree(staging(run) / "checks")
     with pytest.raises(ExportCheckError, match=r"2 record ids on more than one page \(5725767000001000002 on pages "
                                                r"1, 2; 5725767000001000003 on pages 1, 2\)"):
-        check_export(pages, staging / EXPORT_SUBDIR, "csv", partial=False)
+        check_export(checked(pages), staging(run), "csv", partial=False)
 
 
 # ICS: an override on another page than its series, and an override whose series is not in the export. The pages
@@ -137,8 +137,8 @@ def ics_download(sim, token: str, **query: Any) -> tuple[dict, bytes]:
         return job, zf.read(f"{job_id}.ics")
 
 
-def ics_page(staging: Path, number: int, job: dict, data: bytes) -> dict[str, Any]:
-    return page_record(staging, number, job["id"], data, "ics", job["result"]["count"])
+def ics_page(run: ExportRun, number: int, job: dict, data: bytes) -> PageRecord:
+    return page_record(run, number, job["id"], data, job["result"]["count"])
 
 
 def test_override_on_another_page_than_its_series_publishes(apart_sim, tmp_path):
@@ -146,11 +146,11 @@ def test_override_on_another_page_than_its_series_publishes(apart_sim, tmp_path)
     (job1, data1), (job2, data2) = ics_download(apart_sim, token, page=1), ics_download(apart_sim, token, page=2)
     second = icalendar.Calendar.from_ical(data2).walk("VEVENT")
     assert "RECURRENCE-ID" in second[0] and "RRULE" not in second[0]  # its series is on page 1
-    staging = staging_dir("Events", KEY, "run1", tmp_path)
-    pages = [ics_page(staging, 1, job1, data1), ics_page(staging, 2, job2, data2)]
-    report = json.loads((staging / EXPORT_SUBDIR / pages[1]["report"]).read_text())
+    run = check_run(tmp_path, "Events", "ics")
+    pages = [ics_page(run, 1, job1, data1), ics_page(run, 2, job2, data2)]
+    report = json.loads((staging(run) / pages[1].files["report"].path).read_text())
     assert report["valid"] and any("resolved across the pages of the export" in n for n in report["notes"])
-    manifest = publish(tmp_path, pages, module="Events", file_type="ics")
+    manifest = publish_export(run, pages)
     assert manifest["warnings"] == [] and manifest["record_count"] == 8
 
 
@@ -164,12 +164,12 @@ def test_override_without_its_series_warns_in_a_time_range_and_fails_a_full_expo
         {"field": {"api_name": "Modified_Time"}, "comparator": "greater_equal", "value": window[0]},
         {"field": {"api_name": "Modified_Time"}, "comparator": "less_than", "value": window[1]}]}
     job, data = ics_download(apart_sim, token, criteria=criteria)
-    staging = staging_dir("Events", KEY, "run1", tmp_path)
-    pages = [ics_page(staging, 1, job, data)]
+    run = check_run(tmp_path, "Events", "ics", criteria=criteria, time_range=tuple(window))
+    pages = [ics_page(run, 1, job, data)]
     with pytest.raises(ExportCheckError, match="whose series .* is on no page of the export .*: a full export must "
                                                "hold every series"):
-        check_export(pages, staging / EXPORT_SUBDIR, "ics", partial=False)
-    manifest = publish(tmp_path, pages, module="Events", file_type="ics", criteria=criteria, time_range=window)
+        check_export(checked(pages), staging(run), "ics", partial=False)
+    manifest = publish_export(run, pages)
     assert len(manifest["warnings"]) == 1
     assert manifest["warnings"][0].startswith("1 override(s) (RECURRENCE-ID) whose series (VEVENT with RRULE) is on "
                                               "no page of the export (UID ")
@@ -192,19 +192,19 @@ OVERRIDE = vevent("s", "RECURRENCE-ID:20261108T100000Z\r\n")
 
 
 def test_series_on_page_1_and_its_override_on_page_2_publish(tmp_path):
-    staging = staging_dir("Events", KEY, "run1", tmp_path)
-    pages = [page_record(staging, 1, "j1", ics(vevent("a"), SERIES), "ics", 2),
-             page_record(staging, 2, "j2", ics(OVERRIDE, vevent("b")), "ics", 1)]
-    manifest = publish(tmp_path, pages, module="Events", file_type="ics")
+    run = check_run(tmp_path, "Events", "ics")
+    pages = [page_record(run, 1, "j1", ics(vevent("a"), SERIES), 2),
+             page_record(run, 2, "j2", ics(OVERRIDE, vevent("b")), 1)]
+    manifest = publish_export(run, pages)
     assert manifest["warnings"] == [] and manifest["record_count"] == 3
 
 
 def test_same_uid_or_same_override_on_two_pages_fails(tmp_path):
-    staging = staging_dir("Events", KEY, "run1", tmp_path)
-    pages = [page_record(staging, 1, "j1", ics(SERIES, vevent("a"), OVERRIDE), "ics", 2),
-             page_record(staging, 2, "j2", ics(vevent("a"), OVERRIDE), "ics", 1)]
+    run = check_run(tmp_path, "Events", "ics")
+    pages = [page_record(run, 1, "j1", ics(SERIES, vevent("a"), OVERRIDE), 2),
+             page_record(run, 2, "j2", ics(vevent("a"), OVERRIDE), 1)]
     with pytest.raises(ExportCheckError) as raised:
-        check_export(pages, staging / EXPORT_SUBDIR, "ics", partial=True)
+        check_export(checked(pages), staging(run), "ics", partial=True)
     assert "1 event UIDs (without RECURRENCE-ID) on more than one page (a on pages 1, 2)" in str(raised.value)
     assert "1 occurrence(s) overridden on more than one page (UID s RECURRENCE-ID 20261108T100000Z on pages 1, 2)" \
         in str(raised.value)

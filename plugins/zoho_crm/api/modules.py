@@ -29,7 +29,8 @@ NON_EXPORTABLE_MODULES: frozenset[str] = frozenset({"Notes", "Attachments", "Ema
 ICS_MODULE = "Events"
 """The only module that can be exported as ICS (newer Zoho UIs call it Meetings)."""
 
-_ALIASES: dict[str, str] = {"meetings": "Events"}
+MODULE_ALIASES: dict[str, str] = {"Meetings": ICS_MODULE}
+"""Other names Zoho's UIs give a module (lower case accepted too), mapped to the API name Bulk Read wants."""
 
 BULK_READ_SCOPE = "ZohoCRM.bulk.read"
 FIELDS_READ_SCOPE = "ZohoCRM.settings.fields.READ"
@@ -39,17 +40,21 @@ def api_name(module: str) -> str:
     """Map a seed name (``leads``, ``price_books``, ``meetings``) to its API name; other names pass unchanged."""
     name = module.strip()
     key = name.lower()
-    if key in _ALIASES:
-        return _ALIASES[key]
+    for alias, target in MODULE_ALIASES.items():
+        if alias.lower() == key:
+            return target
     for known in (*SEED_MODULES, *NON_EXPORTABLE_MODULES):
         if known.lower() == key:
             return known
     return name
 
 
-def is_exportable(module: str) -> bool:
-    """False for modules Bulk Read cannot export (Notes, Attachments, Emails)."""
-    return api_name(module) not in NON_EXPORTABLE_MODULES
+def not_exportable_message(name: str) -> str:
+    """Why ``name`` (an API name in :data:`NON_EXPORTABLE_MODULES`) cannot be exported, and what to do."""
+    return (
+        f"module {name} cannot be exported with Bulk Read (nor can {', '.join(sorted(NON_EXPORTABLE_MODULES))} "
+        "or related lists): choose another module."
+    )
 
 
 def required_scopes(module: str) -> list[str]:

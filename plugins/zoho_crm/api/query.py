@@ -10,10 +10,16 @@ import json
 import re
 from typing import Any
 
-from zoho_crm.api.modules import ICS_MODULE, NON_EXPORTABLE_MODULES, api_name
+from zoho_crm.api.modules import ICS_MODULE, NON_EXPORTABLE_MODULES, api_name, not_exportable_message
 
 FILE_TYPES = ("csv", "ics")
+"""What a Bulk Read job can export; the result zip holds one ``<job id>.<file type>`` member."""
 API_VERSIONS = tuple(f"v{n}" for n in range(2, 9))
+"""Bulk Read API versions the package speaks (v8 is current)."""
+DEFAULT_API_VERSION = "v8"
+PAGE_TOKEN_SINCE = 7
+"""From this API version on, the next page is asked for with the previous job's ``next_page_token``; before it,
+with the next page number."""
 GROUP_OPERATORS = ("and", "or")
 COMPARATORS = frozenset(
     {
@@ -48,9 +54,27 @@ class InvalidBulkReadQuery(ValueError):
 def _version_number(api_version: str) -> int:
     if api_version not in API_VERSIONS:
         raise InvalidBulkReadQuery(
-            f"api_version {api_version!r} is not supported: use one of {', '.join(API_VERSIONS)} (v8 is current)."
+            f"api_version {api_version!r} is not supported: use one of {', '.join(API_VERSIONS)} "
+            f"({DEFAULT_API_VERSION} is current)."
         )
     return int(api_version[1:])
+
+
+def uses_page_token(api_version: str) -> bool:
+    """True when ``api_version`` continues an export with ``next_page_token`` (v7+), False for page numbers.
+
+    :param api_version: one of :data:`API_VERSIONS`.
+    """
+    return _version_number(api_version) >= PAGE_TOKEN_SINCE
+
+
+def data_file_name(job_id: str, file_type: str) -> str:
+    """The name of a job's data file, as Zoho names the zip's member: ``<job id>.<file type>``.
+
+    :param job_id: the Bulk Read job id.
+    :param file_type: one of :data:`FILE_TYPES`.
+    """
+    return f"{job_id}.{file_type}"
 
 
 def _check_value(value: Any, comparator: str, where: str) -> None:
@@ -115,14 +139,20 @@ def _normalise_fields(fields: Any) -> list[str]:
     return names
 
 
-def _normalise_criteria(criteria: Any) -> dict | None:
-    if criteria is None or criteria == "" or criteria == {}:
-        return None
+def parse_criteria(criteria: Any) -> dict | None:
+    """Criteria given as an object or as JSON text, checked; None when there are none (None, blank, ``{}``).
+
+    :param criteria: a criteria tree, its JSON text, or nothing.
+    """
     if isinstance(criteria, str):
+        if not criteria.strip():
+            return None
         try:
             criteria = json.loads(criteria)
         except ValueError as err:
-            raise InvalidBulkReadQuery(f"criteria is not valid JSON: {err}.") from None
+            raise InvalidBulkReadQuery(f"criteria is not valid JSON ({err}): give a JSON object.") from None
+    if criteria is None or criteria == {}:
+        return None
     check_criteria(criteria)
     return criteria
 
@@ -138,7 +168,7 @@ def build_bulk_read_body(
     page_token: str | None = None,
     callback_url: str | None = None,
     callback_method: str = "post",
-    api_version: str = "v8",
+    api_version: str = DEFAULT_API_VERSION,
 ) -> dict[str, Any]:
     """Return the JSON body of ``POST /crm/bulk/{api_version}/read`` after checking every input.
 
@@ -150,13 +180,12 @@ def build_bulk_read_body(
         raise InvalidBulkReadQuery("module is required: give the module's API name, e.g. 'Leads'.")
     name = api_name(module)
     if name in NON_EXPORTABLE_MODULES:
-        raise InvalidBulkReadQuery(
-            f"module {name} cannot be exported with Bulk Read (Notes, Attachments and Emails are refused): "
-            "choose another module."
-        )
-    file_type = (file_type or "csv").lower()
+        raise InvalidBulkReadQuery(not_exportable_message(name))
+    file_type = (file_type or FILE_TYPES[0]).lower()
     if file_type not in FILE_TYPES:
-        raise InvalidBulkReadQuery(f"file_type {file_type!r} is not supported: use 'csv' or 'ics'.")
+        raise InvalidBulkReadQuery(
+            f"file_type {file_type!r} is not supported: use {' or '.join(map(repr, FILE_TYPES))}."
+        )
     names = _normalise_fields(fields)
     if file_type == "ics":
         if name != ICS_MODULE:
@@ -170,13 +199,13 @@ def build_bulk_read_body(
         query["cvid"] = str(cvid)
     if names:
         query["fields"] = names
-    checked = _normalise_criteria(criteria)
+    checked = parse_criteria(criteria)
     if checked is not None:
         query["criteria"] = checked
     if page not in (None, "") and page_token not in (None, ""):
         raise InvalidBulkReadQuery("give page or page_token, not both: page_token continues where a job ended.")
     if page_token not in (None, ""):
-        if version < 7:
+        if version < PAGE_TOKEN_SINCE:
             raise InvalidBulkReadQuery(
                 f"page_token needs api_version v7 or later (this is {api_version}): use page numbers instead."
             )

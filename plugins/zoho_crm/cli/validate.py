@@ -15,6 +15,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from zoho_crm.api.query import FILE_TYPES
 from zoho_crm.files.archive import ArchiveError
 from zoho_crm.validation import validate_page
 
@@ -24,7 +25,7 @@ EXIT_VALID, EXIT_INVALID, EXIT_UNREADABLE = 0, 1, 2
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m zoho_crm.cli.validate", description=__doc__.splitlines()[0])
     parser.add_argument("zip", type=Path, help="the downloaded result zip")
-    parser.add_argument("--file-type", required=True, choices=["csv", "ics"])
+    parser.add_argument("--file-type", required=True, choices=FILE_TYPES)
     parser.add_argument("--fields", default="", help="comma-separated field API names the job asked for")
     parser.add_argument("--fields-metadata", type=Path, help="settings/fields answer ({'fields': [...]}) or a list")
     parser.add_argument("--expected-count", type=int, help="the job's reported record count")

@@ -1,51 +1,43 @@
-"""Where an export run writes: run keys, staging, version directories, the pointer, and retention.
+"""Where an export run writes, as store keys: run keys, staging, version names, the pointer; retention settings.
 
-Layout under ``$ZOHO_EXPORT_DIR`` (default ``./output``)::
+Layout of a store (``$ZOHO_EXPORT_DIR``, default ``./output``, for the local store)::
 
     {module}/{run_key}/manifest.json                        the pointer: the manifest of the current version
     {module}/{run_key}/v{stamp}-{hex}/page_0001/{job_id}.csv + report.json   one version per publish
-    .staging/{module}/{run_key}@{run_hash}/...              work in progress, never read by consumers
+    .staging/{module}/{run_key}@{run_hash}/downloads|export|checks/...     work in progress, never read by consumers
 
-A run works only in its staging directory. Publishing puts exactly the files its manifest lists into a fresh
-version directory and then replaces the pointer in one atomic step (``os.replace``; a single object write on a
-bucket), so a reader of ``manifest.json`` sees the previous complete export or the new one, never a mix, and a
-rerun or backfill of the same interval replaces its output instead of adding to it. Page paths in the manifest
-are relative to the run-key directory. :func:`prune` removes what no pointer needs any more.
+Keys are ``/``-separated and relative to the store (see :mod:`zoho_crm.export.storage`). A run works only in its
+staging area; what its ``export/`` folder holds is what a publish places into a fresh version, and then the
+pointer is replaced in one atomic step (``os.replace``; a single object write on a bucket), so a reader of
+``manifest.json`` sees the previous complete export or the new one, never a mix, and a rerun or backfill of the
+same interval replaces its output instead of adding to it. Page paths in the manifest are relative to the run
+key. :class:`Retention` says how long what no pointer names is kept.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
-import logging
 import os
 import re
 import secrets
-import shutil
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
-log = logging.getLogger(__name__)
-
-EXPORT_DIR_ENV = "ZOHO_EXPORT_DIR"
 STAGING = ".staging"
 POINTER_NAME = "manifest.json"
+DOWNLOADS_SUBDIR = "downloads"
+"""Where a run's zips are downloaded, in its staging area (never published)."""
+EXPORT_SUBDIR = "export"
+"""What a run publishes, in its staging area: each page's files under ``export/page_NNNN/``."""
 INTERVAL_RUN_TYPES = ("scheduled", "backfill")
 MANUAL_PREFIX = "manual--"
 MANUAL_ID_CHARS = 80  # of the sanitised run id in a manual key; the hash beside it keeps the key unique
 _STAMP_FORMAT = "%Y%m%dT%H%M%SZ"
 _VERSION = re.compile(r"^v(\d{8}T\d{6}Z)-[0-9a-f]{6}$")
-_LEGACY_PAGE = re.compile(r"^page_\d{4,}$")  # pages published directly under the run key by older releases
 
 RETENTION_HOURS_ENV = "ZOHO_EXPORT_RETENTION_HOURS"
 STAGING_RETENTION_DAYS_ENV = "ZOHO_EXPORT_STAGING_RETENTION_DAYS"
 MANUAL_RETENTION_DAYS_ENV = "ZOHO_EXPORT_MANUAL_RETENTION_DAYS"
-
-
-def export_root() -> Path:
-    """The export root: ``$ZOHO_EXPORT_DIR`` or ``./output``."""
-    return Path(os.environ.get(EXPORT_DIR_ENV) or "output").resolve()
 
 
 def _stamp(moment: datetime) -> str:
@@ -64,18 +56,28 @@ def run_key(run_type: str, run_id: str, interval_start: datetime | None, interva
     return f"{MANUAL_PREFIX}{readable}--{hashlib.sha256(run_id.encode()).hexdigest()[:12]}"
 
 
-def final_dir(module: str, key: str, root: Path | None = None) -> Path:
-    """The run key's directory: it holds the pointer ``manifest.json`` and the published versions."""
-    return (root or export_root()) / module / key
+def final_key(module: str, key: str) -> str:
+    """The run key's place in a store: it holds the pointer ``manifest.json`` and the published versions.
+
+    :param module: the module's API name.
+    :param key: the run key (:func:`run_key`).
+    """
+    return f"{module}/{key}"
 
 
-def staging_dir(module: str, key: str, run_id: str, root: Path | None = None) -> Path:
-    """The run's private work directory (stable across task retries of the same run)."""
+def staging_key(module: str, key: str, run_id: str) -> str:
+    """The run's private work area in a store (stable across task retries of the same run).
+
+    :param module: the module's API name.
+    :param key: the run key (:func:`run_key`).
+    :param run_id: the DAG run id.
+    """
     run_hash = hashlib.sha256(run_id.encode()).hexdigest()[:12]
-    return (root or export_root()) / STAGING / module / f"{key}@{run_hash}"
+    return f"{STAGING}/{module}/{key}@{run_hash}"
 
 
 def page_dir_name(page: int) -> str:
+    """A page's folder: ``page_0001``."""
     return f"page_{page:04d}"
 
 
@@ -90,17 +92,9 @@ def version_time(name: str) -> datetime | None:
     return datetime.strptime(match.group(1), _STAMP_FORMAT).replace(tzinfo=UTC) if match else None
 
 
-def current_version(run_dir: Path) -> str | None:
-    """The version the run key's pointer names (None without a readable pointer)."""
-    try:
-        return str(json.loads((run_dir / POINTER_NAME).read_text(encoding="utf-8"))["version"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-
-
 @dataclass(frozen=True)
 class Retention:
-    """How long :func:`prune` keeps what the pointers no longer name (see the README, "Output")."""
+    """How long a store's ``prune`` keeps what the pointers no longer name (see the README, "Output")."""
 
     versions: timedelta = timedelta(hours=24)  # a replaced or abandoned version, after it stopped being current
     staging: timedelta = timedelta(days=7)  # a staging directory nothing has written to (failed, abandoned runs)
@@ -132,85 +126,3 @@ def _env_number(name: str) -> float | None:
     if not value >= 0:  # also refuses nan
         raise ValueError(f"{name} must be a number of at least 0, not {raw!r}")
     return value
-
-
-def prune(root: Path, module: str, retention: Retention, now: datetime | None = None) -> list[Path]:
-    """Remove what no pointer needs any more under ``root`` for ``module``; return what was removed.
-
-    * a version directory the pointer does not name, once it has not been current for ``retention.versions``
-      (a replaced version: since the current one was published; an abandoned or crashed attempt: since it started),
-      and pages an older release published directly under the run key, by the same rule;
-    * a manual run key whose current version was published more than ``retention.manual`` ago (pointer first);
-    * a staging directory of the module in which nothing changed for ``retention.staging``.
-
-    Best effort: a file system error is logged and skipped, never raised (the export is already published).
-    """
-    now = now or datetime.now(UTC)
-    removed: list[Path] = []
-    module_dir = root / module
-    for run_dir in _subdirs(module_dir):
-        try:
-            removed += _prune_run_key(run_dir, retention, now)
-        except OSError as err:
-            log.warning("Retention skipped %s: %s", run_dir, err)
-    for work in _subdirs(root / STAGING / module):
-        try:
-            if now - _newest_change(work) >= retention.staging:
-                shutil.rmtree(work)
-                removed.append(work)
-        except OSError as err:
-            log.warning("Retention skipped %s: %s", work, err)
-    if removed:
-        log.info("Retention removed %d old version(s), export(s) or staging dir(s) of %s", len(removed), module)
-    return removed
-
-
-def _prune_run_key(run_dir: Path, retention: Retention, now: datetime) -> list[Path]:
-    entries = {entry.name: entry for entry in run_dir.iterdir()}
-    versions = {name: version_time(name) for name in entries}
-    count = sum(1 for when in versions.values() if when)
-    legacy = any(map(_LEGACY_PAGE.match, entries))
-    expires = run_dir.name.startswith(MANUAL_PREFIX) and retention.manual is not None
-    if not expires and not legacy and (count == 0 or (count == 1 and POINTER_NAME in entries)):
-        return []  # the common case: one published version and nothing else; no pointer to read
-    current = current_version(run_dir)
-    published = versions.get(current) if current else None
-    if (expires and published and retention.manual is not None
-            and all(now - when >= retention.manual for when in versions.values() if when)):
-        (run_dir / POINTER_NAME).unlink(missing_ok=True)  # readers lose the export whole, never half of it
-        shutil.rmtree(run_dir)
-        return [run_dir]
-    removed = []
-    for name, entry in entries.items():
-        started = versions[name]
-        if name == current or not (started or _LEGACY_PAGE.match(name)) or not entry.is_dir():
-            continue
-        # Not current since the current version was published (or, for an attempt, since it started).
-        idle_since = max(filter(None, (published, started)), default=None)
-        if idle_since is None:  # an old page directory beside no versioned pointer: not ours to judge
-            continue
-        if now - idle_since >= retention.versions:
-            shutil.rmtree(entry)
-            removed.append(entry)
-    if removed and not any(run_dir.iterdir()):
-        run_dir.rmdir()
-    return removed
-
-
-def _subdirs(folder: Path) -> list[Path]:
-    try:
-        return [entry for entry in folder.iterdir() if entry.is_dir()]
-    except FileNotFoundError:
-        return []
-
-
-def _newest_change(folder: Path) -> datetime:
-    """The latest modification time of ``folder`` or anything under it (UTC)."""
-    newest = folder.stat().st_mtime
-    for parent, dirs, files in os.walk(folder):
-        for name in (*dirs, *files):
-            try:
-                newest = max(newest, os.lstat(os.path.join(parent, name)).st_mtime)
-            except FileNotFoundError:
-                continue
-    return datetime.fromtimestamp(newest, UTC)
