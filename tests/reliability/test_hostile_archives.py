@@ -6,10 +6,12 @@ nothing is ever published."""
 from __future__ import annotations
 
 import zipfile
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from tests.export.support import export_run, final, staging
 from tests.validation.builders import (
     FIELDS,
     HEADER,
@@ -23,8 +25,9 @@ from tests.validation.builders import (
     write_file,
     write_zip,
 )
-from zoho_crm.export.steps import DOWNLOADS_SUBDIR, EXPORT_SUBDIR, ExportStepError, unzip_page, validate_page
-from zoho_crm.export.steps import publish_export as publish
+from zoho_crm.export.layout import DOWNLOADS_SUBDIR, EXPORT_SUBDIR
+from zoho_crm.export.records import ExportRun, ExportStepError
+from zoho_crm.export.steps import publish_export, unzip_page, validate_page
 from zoho_crm.files.digest import file_sha256
 
 
@@ -84,8 +87,14 @@ HOSTILE_ARCHIVES = {
 }
 
 
-def _download(staging: Path, build, count: int = 3) -> dict:
-    downloads = staging / DOWNLOADS_SUBDIR
+def _run(tmp_path: Path) -> tuple[ExportRun, Path, Path]:
+    """A run of Leads in a local store at ``tmp_path``; its staging area and run key directory on disk."""
+    run = export_run(tmp_path, "run", "r")
+    return run, staging(run), final(run)
+
+
+def _download(run: ExportRun, build, count: int = 3) -> dict:
+    downloads = staging(run) / DOWNLOADS_SUBDIR
     downloads.mkdir(parents=True, exist_ok=True)
     path = build(downloads / f"{JOB_ID}.zip")
     return {
@@ -100,16 +109,16 @@ def _files(root: Path) -> list[str]:
 @pytest.mark.parametrize("case", sorted(HOSTILE_ARCHIVES))
 def test_hostile_archive_is_refused_by_the_unzip_step(tmp_path: Path, case: str) -> None:
     build, reason = HOSTILE_ARCHIVES[case]
-    staging, final = tmp_path / ".staging" / "run", tmp_path / "Leads" / "run"
-    download = _download(staging, build)
+    run, staged, published = _run(tmp_path)
+    download = _download(run, build)
     with pytest.raises(ExportStepError) as raised:
-        unzip_page(download, staging)
+        unzip_page(download, run)
     message = str(raised.value)
     assert reason in message
     assert f"page 1 (job {JOB_ID})" in message and "rerun the download task" in message
     # Nothing extracted (no member, no temporary file); only the refused archive is kept for inspection.
-    assert _files(staging) == [f"{DOWNLOADS_SUBDIR}/{JOB_ID}.zip"]
-    assert not final.exists()
+    assert _files(staged) == [f"{DOWNLOADS_SUBDIR}/{JOB_ID}.zip"]
+    assert not published.exists()
 
 
 BAD_PAGES = {
@@ -126,36 +135,35 @@ BAD_PAGES = {
 @pytest.mark.parametrize("case", sorted(BAD_PAGES))
 def test_invalid_page_is_refused_by_the_validate_step_and_never_published(tmp_path: Path, case: str) -> None:
     data, count, named = BAD_PAGES[case]
-    staging, final = tmp_path / ".staging" / "run", tmp_path / "Leads" / "run"
-    page = unzip_page(_download(staging, lambda p: page_zip(p.parent, data), count=count), staging)
+    run, staged, published = _run(tmp_path)
+    page = unzip_page(_download(run, lambda p: page_zip(p.parent, data), count=count), run)
     with pytest.raises(ExportStepError) as raised:
-        validate_page(page, fields=None, field_metadata=FIELDS)
+        validate_page(page, run, field_metadata=FIELDS)
     message = str(raised.value)
-    page_dir = staging / EXPORT_SUBDIR / "page_0001"
+    page_dir = staged / EXPORT_SUBDIR / "page_0001"
     assert f"page 1 (job {JOB_ID}) is invalid; files kept in {page_dir}" in message
     assert named in message.split("\n", 1)[1], message
     # The page and its report stay in staging for inspection; no temporary file, nothing published.
     assert _files(page_dir) == [f"{JOB_ID}.csv", "report.json"]
-    assert not [p for p in staging.rglob("*") if p.name.startswith(".")]
-    assert not final.exists()
+    assert not [p for p in staged.rglob("*") if p.name.startswith(".")]
+    assert not published.exists()
 
 
 def test_a_missing_page_is_never_published(tmp_path: Path) -> None:
-    staging, final = tmp_path / ".staging" / "run", tmp_path / "Leads" / "run"
-    page = unzip_page(_download(staging, lambda p: page_zip(p.parent, good_csv(3))), staging)
-    checked = validate_page(page, fields=None, field_metadata=FIELDS)
-    query = {"module": "Leads", "file_type": "csv", "run_key": "run"}
+    run, _staged, published = _run(tmp_path)
+    page = unzip_page(_download(run, lambda p: page_zip(p.parent, good_csv(3))), run)
+    checked = validate_page(page, run, field_metadata=FIELDS)
     with pytest.raises(ExportStepError, match=r"pages \[1, 3\] are not the complete sequence 1\.\.2: rerun"):
-        publish(query, [checked, {**checked, "page": 3}], staging=staging, final=final, run_id="r")
-    assert not final.exists()
+        publish_export(run, [checked, replace(checked, page=3)])
+    assert not published.exists()
 
 
 def test_an_archive_changed_since_its_download_is_refused(tmp_path: Path) -> None:
     """The unzip step checks the file is the one downloaded (sha256 in the download's XCom) before extracting."""
-    staging = tmp_path / ".staging" / "run"
-    download = _download(staging, lambda p: page_zip(p.parent, good_csv(3)).rename(p))
+    run, staged, _published = _run(tmp_path)
+    download = _download(run, lambda p: page_zip(p.parent, good_csv(3)).rename(p))
     Path(download["path"]).write_bytes(b"PK" + Path(download["path"]).read_bytes()[2:-1])
     with pytest.raises(ExportStepError, match="is not the file that was downloaded") as raised:
-        unzip_page(download, staging)
+        unzip_page(download, run)
     assert "rerun the download task" in str(raised.value)
-    assert _files(staging) == [f"{DOWNLOADS_SUBDIR}/{JOB_ID}.zip"]
+    assert _files(staged) == [f"{DOWNLOADS_SUBDIR}/{JOB_ID}.zip"]
