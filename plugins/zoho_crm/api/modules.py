@@ -51,10 +51,8 @@ def api_name(module: str) -> str:
 
 def not_exportable_message(name: str) -> str:
     """Why ``name`` (an API name in :data:`NON_EXPORTABLE_MODULES`) cannot be exported, and what to do."""
-    return (
-        f"module {name} cannot be exported with Bulk Read (nor can {', '.join(sorted(NON_EXPORTABLE_MODULES))} "
-        "or related lists): choose another module."
-    )
+    others = ", ".join(sorted(NON_EXPORTABLE_MODULES - {name}))
+    return f"module {name} cannot be exported with Bulk Read (nor can {others} or related lists): choose another module."
 
 
 def required_scopes(module: str) -> list[str]:
