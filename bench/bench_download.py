@@ -13,7 +13,7 @@ streaming memory.
    where the slots' idle time after their windows went (no page known yet vs. scheduling and task start-up, the
    latter split into slot free -> scheduled -> queued -> task started -> request).
 2. Memory: a fresh process downloads one 200,000-record Leads page through the operator's streaming code
-   (``hook.open_download`` + ``stream_to_file``); its peak RSS is compared with the file size.
+   (``hook.download_to_file``); its peak RSS is compared with the file size.
 
 Run from the repo root: ``python bench/bench_download.py [--runs 4] [--pages-per-run 10] [--skip-memory]``.
 The utilisation part takes about 10 minutes: start-up, about 2.5 minutes of page jobs (each run creates and waits
@@ -43,20 +43,17 @@ from include.devtools.airflow_stack import AirflowStack  # noqa: E402
 from include.devtools.local_setup import METADATA_DATABASE, default_install_env, simulator_connection  # noqa: E402
 from include.devtools.metadata_db import EmbeddedPostgres  # noqa: E402
 from include.devtools.zoho_simulator.process import SimulatorProcess  # noqa: E402
+from tests.operators.download_checks import LIMIT, max_in_sliding_window, utilisation  # noqa: E402
 from zoho_crm.rate_limit.window import (  # noqa: E402
-    DEFAULT_DOWNLOAD_LIMIT,
     DEFAULT_DOWNLOAD_WINDOW_SECONDS,
     DEFAULT_POOL,
     HOLD_MARGIN_SECONDS,
-    max_in_sliding_window,
-    utilisation,
 )
 
 MEMORY_RECORDS = 200_000
 DAG_ID = "zoho_crm_bulk_read"
 MODULES = ("Leads", "Contacts", "Deals", "Accounts", "Tasks", "Cases")
 PER_PAGE = 200
-LIMIT = DEFAULT_DOWNLOAD_LIMIT
 WINDOW = DEFAULT_DOWNLOAD_WINDOW_SECONDS
 AIRFLOW_DEFAULT_PARALLELISM = 32
 
@@ -204,7 +201,6 @@ def bench_memory(work: Path) -> None:
 def memory_child(out_dir: str) -> None:
     """Create and wait for a Leads job, then download it with the operator's streaming code; print JSON."""
     from zoho_crm.hooks.zoho_crm import ZohoCRMHook
-    from zoho_crm.operators.download import stream_to_file
 
     hook = ZohoCRMHook()
     job_id = hook.create_bulk_read_job({"query": {"module": {"api_name": "Leads"}}, "file_type": "csv"})["id"]
@@ -215,8 +211,7 @@ def memory_child(out_dir: str) -> None:
         time.sleep(0.5)
     baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     started = time.monotonic()
-    with hook.open_download(job_id) as response:
-        downloaded = stream_to_file(response, out_dir, f"{job_id}.zip")
+    downloaded = hook.download_to_file(job_id, out_dir, token=hook.get_token())
     seconds = time.monotonic() - started
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     print(json.dumps({"size": downloaded.size, "peak_rss": peak, "baseline_rss": baseline, "seconds": seconds}))

@@ -26,7 +26,6 @@ import yaml
 from zoho_crm.airflow_compat import MIN_DEFERRAL_SECONDS
 from zoho_crm.operators.download import MIN_RETRY_DELAY
 from zoho_crm.rate_limit.window import (
-    DEFAULT_DOWNLOAD_LIMIT,
     DEFAULT_DOWNLOAD_WINDOW_SECONDS,
     HOLD_MARGIN_SECONDS,
 )
@@ -335,7 +334,7 @@ def test_default_connection_points_at_the_simulator_with_its_limits(
     ) == ("1000.SIMULATOR", "simulator-secret", "1000.simulator.refresh")
     # The simulator's --download-window / --download-limit (its defaults when not given) are Zoho's real limits.
     assert config.download_window_seconds == args.download_window == DEFAULT_DOWNLOAD_WINDOW_SECONDS == 60
-    assert config.download_limit == args.download_limit == DEFAULT_DOWNLOAD_LIMIT == 10
+    assert config.download_limit == args.download_limit == 10
 
 
 def test_pool_slots_equal_the_connection_download_limit(services: dict[str, Any], common: dict[str, Any]) -> None:

@@ -117,7 +117,7 @@ def get_provider_info() -> dict[str, Any]:
             }
         ],
         "sensors": [{"integration-name": "Zoho CRM", "python-modules": ["zoho_crm.sensors.bulk_read_job"]}],
-        "triggers": [{"integration-name": "Zoho CRM", "python-modules": ["zoho_crm.triggers.bulk_read_job"]}],
+        "triggers": [{"integration-name": "Zoho CRM", "python-modules": ["zoho_crm.triggers.bulk_read_job", "zoho_crm.triggers.slot_hold"]}],
         "connection-types": [
             {
                 "connection-type": CONN_TYPE,
