@@ -1,0 +1,370 @@
+"""Merge one export's validated CSV pages into ``zoho_crm.<module>`` of a PostgreSQL database (psycopg 3).
+
+One transaction per export, serialised per table with ``pg_advisory_xact_lock``:
+
+1. the table is created (primary key ``id``) or evolved: a new column is added, a safe widening applied
+   (:meth:`~zoho_crm.tables.schema.ColumnType.widens_to`), any other type change fails naming the column;
+2. every page is copied (``COPY``) into a temporary staging table typed like the table;
+3. one ``INSERT ... ON CONFLICT (id) DO UPDATE`` merges it: a row is only replaced by a version with a
+   ``Modified_Time`` at least as new and different content, so reruns, backfills and runs finishing out of order
+   never overwrite newer data and the same interval loaded twice leaves the same table. An all-fields export
+   sets the table's columns it no longer exports (fields removed in Zoho) to null; a field-subset export only
+   writes its own columns;
+4. the export's sync state (``zoho_crm._sync_state``) is updated.
+
+Anything failing rolls the whole transaction back: the table is as it was before the export.
+Use the connection of ``PostgresHook(postgres_conn_id).get_conn()`` (psycopg 3 with SQLAlchemy 2).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+from psycopg.rows import tuple_row
+
+from zoho_crm.tables.names import (
+    ID,
+    MODIFIED_TIME,
+    RUN_KEY,
+    SCHEMA,
+    SYNC_STATE_TABLE,
+    SYNCED_AT,
+    column_name,
+    table_name,
+)
+from zoho_crm.tables.parquet import csv_columns
+from zoho_crm.tables.schema import Column, ColumnType, TableSchema, table_schema
+
+STAGE = "_zoho_stage"
+COPY_CHUNK_BYTES = 1 << 20
+TABLE_FILLFACTOR = 50
+"""Half of each page of a new table is left free, so that a merge rewriting every row (a full export after the
+first) updates in place (HOT: no index entries, ~20% faster) at the cost of about twice the disk space."""
+
+
+class WarehouseLoadError(RuntimeError):
+    """The database refused the load (its message, the column and the page where known); nothing was changed."""
+
+
+class SchemaChangeError(WarehouseLoadError):
+    """A column's type changed in a way the table cannot take without losing values."""
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    """What one export did to its table.
+
+    ``records``: records in the pages; ``staged``: distinct record ids among them; ``inserted``: new rows;
+    ``updated``: rows replaced by a version at least as new and different; ``skipped``: rows left as they were,
+    because the table holds this very version or a newer one (an older interval loaded again).
+    """
+
+    table: str
+    pages: int
+    records: int
+    staged: int
+    inserted: int
+    updated: int
+    skipped: int
+    added_columns: tuple[str, ...] = ()
+    widened_columns: tuple[tuple[str, str, str], ...] = ()
+    """(column, old type, new type) of every column widened by this load."""
+    nulled_columns: tuple[str, ...] = field(default=())
+    """Columns of the table this all-fields export no longer has: null in every row it wrote."""
+
+
+@dataclass(frozen=True)
+class SyncState:
+    """The sync state of one module and target (e.g. the DAG exporting it)."""
+
+    module: str
+    target: str
+    last_interval_end: datetime | None
+    full_load_done_at: datetime | None
+    last_run_key: str
+    updated_at: datetime
+
+
+def ensure_warehouse_schema(conn: psycopg.Connection) -> None:
+    """Create schema ``zoho_crm`` and its sync-state table if missing (own transaction, serialised)."""
+    _check_connection(conn)
+    with conn.transaction(), conn.cursor(row_factory=tuple_row) as cur:
+        cur.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [SCHEMA])
+        cur.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(SCHEMA)))
+        cur.execute(sql.SQL(
+            "CREATE TABLE IF NOT EXISTS {} (module text NOT NULL, target text NOT NULL, "
+            "last_interval_end timestamptz, full_load_done_at timestamptz, last_run_key text NOT NULL, "
+            "updated_at timestamptz NOT NULL, PRIMARY KEY (module, target))"
+        ).format(sql.Identifier(SCHEMA, SYNC_STATE_TABLE)))
+
+
+def read_sync_state(conn: psycopg.Connection, module: str, target: str) -> SyncState | None:
+    """The sync state of ``module`` for ``target``; None when nothing was loaded yet (no state, or no schema).
+
+    :param conn: a psycopg 3 connection to the warehouse database.
+    :param module: the Zoho module API name.
+    :param target: what feeds the table, as given to :func:`load_export`.
+    """
+    table_name(module)
+    with conn.transaction(), conn.cursor(row_factory=tuple_row) as cur:
+        cur.execute("SELECT to_regclass(%s)", [f"{SCHEMA}.{SYNC_STATE_TABLE}"])
+        if cur.fetchone()[0] is None:
+            return None
+        cur.execute(sql.SQL(
+            "SELECT module, target, last_interval_end, full_load_done_at, last_run_key, updated_at FROM {} "
+            "WHERE module = %s AND target = %s"
+        ).format(sql.Identifier(SCHEMA, SYNC_STATE_TABLE)), [module, target])
+        row = cur.fetchone()
+    return SyncState(*row) if row else None
+
+
+def load_export(
+    conn: psycopg.Connection,
+    pages: Sequence[str | Path],
+    field_metadata: list[dict] | dict | None,
+    *,
+    module: str,
+    run_key: str,
+    target: str,
+    field_subset: bool,
+    interval_end: datetime | None = None,
+    full_load: bool = False,
+) -> LoadResult:
+    """Merge the validated CSV ``pages`` of one export into ``zoho_crm.<module lower>`` in one transaction.
+
+    :param conn: a psycopg 3 connection with no transaction in progress (e.g. ``PostgresHook.get_conn()``).
+    :param pages: the export's CSV page files (same header; they must include ``Modified_Time``).
+    :param field_metadata: the module's ``settings/fields`` answer or list; None: new columns are text.
+    :param module: the Zoho module API name.
+    :param run_key: this run's key, stored in ``_zoho_run_key`` of every row written and in the sync state.
+    :param target: what feeds the table (e.g. the DAG id): the sync state is kept per module and target.
+    :param field_subset: the export holds only some fields: columns it lacks are left as they are.
+    :param interval_end: the end of the interval this export covers (the sync state keeps the latest).
+    :param full_load: this export is a full export (sets the sync state's ``full_load_done_at``).
+    :raises SchemaChangeError: a column's type changed unsafely (the message says which and what to do).
+    :raises WarehouseLoadError: the database refused something (its message, the column and page where known).
+    """
+    table = table_name(module)
+    pages = [Path(p) for p in pages]
+    if not pages:
+        raise ValueError(f"no pages to load into {SCHEMA}.{table}")
+    header = _common_header(pages)
+    schema = table_schema(field_metadata, header)
+    names = [column_name(n) for n in header]
+    if len(set(names)) != len(names) or ID not in names:
+        raise ValueError(f"{pages[0]}: the header needs one id column and distinct names (it has {', '.join(header)})")
+    if MODIFIED_TIME not in names:
+        raise ValueError(f"{pages[0]}: no {MODIFIED_TIME} column; it is needed for order-safe merges: add it to "
+                         "the export's fields")
+    _check_connection(conn)
+    if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+        raise ValueError("the connection has a transaction in progress: commit or roll it back first (the load "
+                         "must be its own transaction)")
+    ensure_warehouse_schema(conn)
+    loader = _Loader(conn, table, schema, header, names)
+    try:
+        with conn.transaction(), conn.cursor(row_factory=tuple_row) as cur:
+            loader.cur = cur
+            result = loader.run(pages, run_key, field_subset)
+            _save_sync_state(cur, module, target, run_key, interval_end, full_load)
+    except WarehouseLoadError:
+        raise
+    except psycopg.Error as exc:
+        raise loader.error(exc) from exc
+    return result
+
+
+def _check_connection(conn: psycopg.Connection) -> None:
+    if not isinstance(conn, psycopg.Connection):
+        raise TypeError(f"expected a psycopg 3 connection, got {type(conn).__name__}: use "
+                        "PostgresHook(...).get_conn() with psycopg 3 installed, or psycopg.connect(...)")
+
+
+def _common_header(pages: list[Path]) -> list[str]:
+    header = csv_columns(pages[0])
+    for page in pages[1:]:
+        other = csv_columns(page)
+        if other != header:
+            raise ValueError(f"{page}: its header differs from {pages[0]}'s; the pages of one export share one")
+    return header
+
+
+class _Loader:
+    """The steps of one load inside its transaction; remembers where it is for error messages."""
+
+    def __init__(self, conn: psycopg.Connection, table: str, schema: TableSchema, header: list[str],
+                 names: list[str]) -> None:
+        self.conn, self.table, self.schema, self.header, self.names = conn, table, schema, header, names
+        self.cur: psycopg.Cursor | None = None
+        self.step = "preparing the table"
+        self.page: Path | None = None
+        self.column: str | None = None
+        self.target = sql.Identifier(SCHEMA, table)
+
+    def run(self, pages: list[Path], run_key: str, field_subset: bool) -> LoadResult:
+        cur = self.cur
+        cur.execute("SET LOCAL TimeZone = 'UTC'")
+        cur.execute("SET LOCAL DateStyle = 'ISO, YMD'")
+        cur.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [f"{SCHEMA}.{self.table}"])
+        existing = self._existing_columns()
+        types, added, widened = self._evolve(existing)
+        nulled = () if field_subset else tuple(n for n in existing if n not in types and n not in (SYNCED_AT, RUN_KEY))
+        self._stage(types)
+        records = sum(self._copy(page) for page in pages)
+        self.page, self.step = None, "merging the staged rows"
+        staged = self._distinct_staged() if len(pages) > 1 else records
+        inserted, updated = self._merge(types, nulled, {n: existing[n] for n in nulled}, run_key,
+                                        dedupe=len(pages) > 1)
+        return LoadResult(f"{SCHEMA}.{self.table}", len(pages), records, staged, inserted, updated,
+                          staged - inserted - updated, tuple(added), tuple(widened), nulled)
+
+    def _existing_columns(self) -> dict[str, str]:
+        """The table's columns and their ``format_type`` (empty when there is no table yet)."""
+        self.cur.execute(
+            "SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a "
+            "WHERE a.attrelid = to_regclass(%s) AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
+            [f'{SCHEMA}."{self.table}"'],
+        )
+        return dict(self.cur.fetchall())
+
+    def _evolve(self, existing: dict[str, str]) -> tuple[dict[str, str], list[str], list[tuple[str, str, str]]]:
+        """Create the table or add and widen its columns; return each exported column's type in the table."""
+        wanted = {name: self.schema.get(csv_name) for name, csv_name in zip(self.names, self.header, strict=True)}
+        if not existing:
+            columns = [sql.SQL("{} {}").format(sql.Identifier(n), sql.SQL(c.type.postgres)) for n, c in wanted.items()
+                       if n != ID]
+            self.cur.execute(sql.SQL("CREATE TABLE {} ({} bigint PRIMARY KEY, {}, {} timestamptz NOT NULL, "
+                                     "{} text NOT NULL) WITH (fillfactor = {})").format(
+                self.target, sql.Identifier(ID), sql.SQL(", ").join(columns), sql.Identifier(SYNCED_AT),
+                sql.Identifier(RUN_KEY), sql.Literal(TABLE_FILLFACTOR)))
+            return {n: c.type.postgres for n, c in wanted.items()}, [n for n in wanted if n != ID], []
+        types, added, widened = {}, [], []
+        for name, column in wanted.items():
+            self.column = name
+            current = existing.get(name)
+            if current is None:
+                self.cur.execute(sql.SQL("ALTER TABLE {} ADD COLUMN {} {}").format(
+                    self.target, sql.Identifier(name), sql.SQL(column.type.postgres)))
+                types[name] = column.type.postgres
+                added.append(name)
+            elif self._widen(name, current, column):
+                types[name] = column.type.postgres
+                widened.append((name, current, column.type.postgres))
+            else:
+                types[name] = current
+        self.column = None
+        return types, added, widened
+
+    def _widen(self, name: str, current: str, column: Column) -> bool:
+        """Whether the column must become ``column.type`` (altered here); False keeps its type."""
+        old = ColumnType.from_postgres(current)
+        new = column.type
+        if old is None or old == new or self.schema.text_only or new.widens_to(old):
+            return False  # unknown (altered by hand), same, no metadata, or the table is already wider
+        if not old.widens_to(new):
+            raise SchemaChangeError(
+                f"column {name} of {SCHEMA}.{self.table} is {current}, but the field metadata now makes it "
+                f"{new} (data_type {column.data_type!r}), which cannot hold every {current} value; nothing was "
+                f"loaded. To accept the change, convert the column yourself (ALTER TABLE {SCHEMA}.{self.table} "
+                f'ALTER COLUMN "{name}" TYPE {new} USING ...) or drop it (it is refilled by the next full '
+                "export), then rerun"
+            )
+        self.cur.execute(sql.SQL("ALTER TABLE {} ALTER COLUMN {} TYPE {} USING {}::{}").format(
+            self.target, sql.Identifier(name), sql.SQL(new.postgres), sql.Identifier(name), sql.SQL(new.postgres)))
+        return True
+
+    def _stage(self, types: dict[str, str]) -> None:
+        self.cur.execute(sql.SQL("CREATE TEMPORARY TABLE {} ({}) ON COMMIT DROP").format(
+            sql.Identifier(STAGE),
+            sql.SQL(", ").join(sql.SQL("{} {}").format(sql.Identifier(n), sql.SQL(types[n])) for n in self.names)))
+
+    def _copy(self, page: Path) -> int:
+        """COPY one page into the staging table (the header skipped, empty cells null, trailing blank lines
+        dropped: the validation tolerates them); returns its record count."""
+        self.page, self.step = page, "copying the page into the staging table"
+        columns = sql.SQL(", ").join(sql.Identifier(n) for n in self.names)
+        statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv, HEADER true, FORCE_NULL ({}))").format(
+            sql.Identifier(STAGE), columns, columns)
+        with self.cur.copy(statement) as copy, open(page, "rb") as handle:
+            tail = b""
+            while chunk := handle.read(COPY_CHUNK_BYTES):
+                data = tail + chunk
+                body = data.rstrip(b"\r\n")
+                tail = data[len(body):]
+                copy.write(body)
+            copy.write(tail[:2] if tail.startswith(b"\r\n") else tail[:1])  # one end of line, as the file's
+        return self.cur.rowcount
+
+    def _distinct_staged(self) -> int:
+        """Distinct record ids staged (only asked when several pages could repeat an id)."""
+        self.cur.execute(sql.SQL("SELECT count(DISTINCT {}) FROM {}").format(sql.Identifier(ID), sql.Identifier(STAGE)))
+        return self.cur.fetchone()[0]
+
+    def _merge(self, types: dict[str, str], nulled: tuple[str, ...], nulled_types: dict[str, str], run_key: str,
+               *, dedupe: bool) -> tuple[int, int]:
+        """One INSERT ... ON CONFLICT: (inserted, updated)."""
+        ident = sql.Identifier
+        names = [ident(n) for n in self.names]
+        source = sql.SQL("SELECT {}{}, now(), %s FROM {}{}").format(
+            sql.SQL("DISTINCT ON ({}) ").format(ident(ID)) if dedupe else sql.SQL(""),
+            sql.SQL(", ").join(names), ident(STAGE),
+            sql.SQL(" ORDER BY {}, {} DESC NULLS LAST").format(ident(ID), ident(MODIFIED_TIME)) if dedupe
+            else sql.SQL(""))
+        written = [n for n in self.names if n != ID]
+        sets = [sql.SQL("{} = excluded.{}").format(ident(n), ident(n)) for n in written]
+        sets += [sql.SQL("{} = NULL").format(ident(n)) for n in nulled]
+        sets += [sql.SQL("{} = excluded.{}").format(ident(n), ident(n)) for n in (SYNCED_AT, RUN_KEY)]
+        old = [sql.SQL("t.{}").format(ident(n)) for n in (*written, *nulled)]
+        new = [sql.SQL("excluded.{}").format(ident(n)) for n in written]
+        new += [sql.SQL("NULL::{}").format(sql.SQL(nulled_types[n])) for n in nulled]
+        statement = sql.SQL(
+            "WITH merged AS (INSERT INTO {target} AS t ({columns}, {synced}, {run}) {source} "
+            "ON CONFLICT ({id}) DO UPDATE SET {sets} "
+            "WHERE (excluded.{mt} >= t.{mt} OR t.{mt} IS NULL) AND ({old}) IS DISTINCT FROM ({new}) "
+            "RETURNING (xmax = 0) AS inserted) "
+            "SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM merged"
+        ).format(target=self.target, columns=sql.SQL(", ").join(names), synced=ident(SYNCED_AT), run=ident(RUN_KEY),
+                 source=source, id=ident(ID), sets=sql.SQL(", ").join(sets), mt=ident(MODIFIED_TIME),
+                 old=sql.SQL("ROW({})").format(sql.SQL(", ").join(old)),
+                 new=sql.SQL("ROW({})").format(sql.SQL(", ").join(new)))
+        self.cur.execute(statement, [run_key])
+        inserted, updated = self.cur.fetchone()
+        return inserted, updated
+
+    def error(self, exc: psycopg.Error) -> WarehouseLoadError:
+        """The database's message with the table, the step, the column and the page where known."""
+        diag = exc.diag
+        message = diag.message_primary or str(exc).strip()
+        column = diag.column_name or self.column
+        if column is None and diag.context:
+            match = re.search(r"column (\S+?):", diag.context)
+            column = match[1] if match else None
+        parts = [f"loading {SCHEMA}.{self.table} failed while {self.step}: {message}"]
+        if diag.message_detail:
+            parts.append(f"detail: {diag.message_detail}")
+        if column:
+            parts.append(f"column {column}")
+        if self.page is not None:
+            parts.append(f"page {self.page}")
+        if diag.context:
+            parts.append(f"where: {diag.context.strip()}")
+        return WarehouseLoadError("; ".join(parts) + "; the table is unchanged (the transaction was rolled back)")
+
+
+def _save_sync_state(cur: psycopg.Cursor, module: str, target: str, run_key: str, interval_end: datetime | None,
+                     full_load: bool) -> None:
+    cur.execute(sql.SQL(
+        "INSERT INTO {state} AS s (module, target, last_interval_end, full_load_done_at, last_run_key, updated_at) "
+        "VALUES (%(module)s, %(target)s, %(end)s, CASE WHEN %(full)s THEN now() END, %(run)s, now()) "
+        "ON CONFLICT (module, target) DO UPDATE SET "
+        "last_interval_end = GREATEST(s.last_interval_end, excluded.last_interval_end), "
+        "full_load_done_at = COALESCE(excluded.full_load_done_at, s.full_load_done_at), "
+        "last_run_key = excluded.last_run_key, updated_at = excluded.updated_at"
+    ).format(state=sql.Identifier(SCHEMA, SYNC_STATE_TABLE)),
+        {"module": module, "target": target, "end": interval_end, "full": full_load, "run": run_key})
