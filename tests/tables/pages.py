@@ -26,7 +26,8 @@ def metadata(module: str) -> dict:
 
 def write_page(directory: Path, module: str, records: int, *, start: datetime = START, columns: list[str] | None = None,
                first: int = 0, name: str | None = None) -> Path:
-    """The CSV page of records ``first .. first + records - 1`` of ``module`` (all fields unless ``columns``).
+    """The CSV page of records ``first .. first + records - 1`` of ``module``: ``id`` and ``columns`` (like the
+    simulator's ``fields``), all fields by default.
 
     Record values depend on ``start``: the same ids with a later ``start`` are newer versions of the records.
     """
@@ -34,8 +35,8 @@ def write_page(directory: Path, module: str, records: int, *, start: datetime = 
     dataset = Dataset(42, {}, LOOKUP_COUNT, start, DAYS)
     name = name or f"{module}_{start:%Y%m%d}_{first}_{records}" + ("_subset" if columns else "")
     directory.mkdir(parents=True, exist_ok=True)
-    built = build_page(dataset, module, np.arange(first, first + records), columns or [f.api_name for f in spec.fields],
-                       "csv", name, directory)
+    columns = ["id", *[c for c in columns if c != "id"]] if columns else [f.api_name for f in spec.fields]
+    built = build_page(dataset, module, np.arange(first, first + records), columns, "csv", name, directory)
     with zipfile.ZipFile(built.path) as archive:
         archive.extract(f"{name}.csv", directory)
     built.path.unlink()
