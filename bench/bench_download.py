@@ -40,7 +40,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO_ROOT / "plugins"), str(REPO_ROOT)]
 
 from include.devtools.airflow_stack import AirflowStack  # noqa: E402
-from include.devtools.local_setup import METADATA_DATABASE, default_install_env, simulator_connection  # noqa: E402
+from include.devtools.local_setup import METADATA_DATABASE, default_install_env  # noqa: E402
 from include.devtools.metadata_db import EmbeddedPostgres  # noqa: E402
 from include.devtools.zoho_simulator.process import SimulatorProcess  # noqa: E402
 from tests.operators.download_checks import LIMIT, max_in_sliding_window, utilisation  # noqa: E402
@@ -70,7 +70,7 @@ def bench_utilisation(args: argparse.Namespace, work: Path) -> None:
         home = work / "airflow"
         env = {
             **default_install_env(home, server.sqlalchemy_url(METADATA_DATABASE), work / "output"),
-            **simulator_connection(sim),
+            **dict([sim.env_var(conn_type="http")]),
         }
         # parallelism: Airflow's default, as `make airflow` runs (the harness's own default is 16).
         with AirflowStack(home, dags_folder=REPO_ROOT / "dags", database_url=server.sqlalchemy_url(METADATA_DATABASE),
@@ -180,7 +180,7 @@ def bench_memory(work: Path) -> None:
         env = {
             **os.environ,
             "PYTHONPATH": os.pathsep.join([str(REPO_ROOT / "plugins"), str(REPO_ROOT)]),
-            **simulator_connection(sim, 60),
+            **dict([sim.env_var(conn_type="http", window_seconds=60)]),
             "ZOHO_CRM_TOKEN_CACHE_DIR": str(work / "mem-tokens"),
         }
         child = subprocess.run(

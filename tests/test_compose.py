@@ -328,7 +328,7 @@ def test_default_connection_points_at_the_simulator_with_its_limits(
     simulator_url = f"http://{SIMULATOR}:{args.port}"
     assert conn.conn_type == "http"
     assert (conn.host, conn.port) == (SIMULATOR, args.port)
-    assert (config.default_api_domain, config.accounts_url) == (simulator_url, simulator_url)
+    assert (config.api_base(), config.accounts_url) == (simulator_url, simulator_url)
     assert (config.client_id, config.client_secret, config.refresh_token) == (
         args.client_id, args.client_secret, args.refresh_token
     ) == ("1000.SIMULATOR", "simulator-secret", "1000.simulator.refresh")

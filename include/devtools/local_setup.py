@@ -33,13 +33,6 @@ DEFAULT_INSTALL_SETTINGS: dict[str, str] = {"AIRFLOW__CORE__TEST_CONNECTION": "E
 keeps it disabled unless ``[core] test_connection`` is ``Enabled``). The tests' default install uses them too."""
 
 
-def simulator_connection(
-    sim: SimulatorProcess, window_seconds: float | None = None, conn_id: str = "zoho_crm_default"
-) -> dict[str, str]:
-    """Deprecated alias of ``dict([sim.env_var(conn_id, conn_type="http", window_seconds=...)])`` (bench, operators)."""
-    return dict([sim.env_var(conn_id, conn_type="http", window_seconds=window_seconds)])
-
-
 def airflow_home() -> Path:
     """``$AIRFLOW_HOME``, or the project's git-ignored ``.airflow``."""
     return Path(os.environ.get("AIRFLOW_HOME") or REPO_ROOT / ".airflow").resolve()

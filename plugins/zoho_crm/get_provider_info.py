@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from zoho_crm.api.query import API_VERSIONS, DEFAULT_API_VERSION
+
 PACKAGE_NAME = "airflow-provider-zoho-crm"
 VERSION = "1.0.0"
 CONN_TYPE = "zoho_crm"
@@ -16,7 +18,6 @@ HOOK_CLASS_NAME = "zoho_crm.hooks.zoho_crm.ZohoCRMHook"
 
 DATA_CENTERS = ["us", "eu", "in", "au", "jp", "cn", "ca", "sa"]
 ENVIRONMENTS = ["production", "sandbox", "developer"]
-API_VERSIONS = [f"v{n}" for n in range(8, 1, -1)]
 
 CONN_FIELDS: dict[str, dict[str, Any]] = {
     "refresh_token": {
@@ -39,7 +40,7 @@ CONN_FIELDS: dict[str, dict[str, Any]] = {
     "api_version": {
         "label": "API version",
         "description": "Zoho CRM API version; page tokens from v7.",
-        "schema": {"type": "string", "enum": API_VERSIONS, "default": "v8"},
+        "schema": {"type": "string", "enum": list(reversed(API_VERSIONS)), "default": DEFAULT_API_VERSION},
     },
     "download_limit": {
         "label": "Download limit",

@@ -11,7 +11,7 @@ import zipfile
 
 import pytest
 
-from tests.hooks.zoho_conn import assert_no_secret, use_simulator
+from tests.hooks.zoho_conn import assert_no_secret
 from tests.simulator_fixtures import start_simulator
 from zoho_crm.api.errors import (
     ZohoAuthError,
@@ -56,7 +56,7 @@ def test_create_details_fields_download(zoho_conn):
 def test_token_answer_api_domain_outside_zoho_is_refused(sim, monkeypatch, tmp_path):
     """Without an api_domain override the token answer's api_domain picks the host: only a Zoho API host is taken
     (the simulator's own URL is not one), so the token is never sent to a host the answer made up."""
-    use_simulator(monkeypatch, sim, tmp_path / "cache", api_domain=None)
+    monkeypatch.setenv(*sim.env_var(conn_type="http", token_cache_dir=tmp_path / "cache", api_domain=None))
     hook = ZohoCRMHook(**FAST)
     assert hook.config.api_domain_override is None
     for call in (lambda: hook.create_bulk_read_job(build_bulk_read_body("Deals")),
@@ -148,7 +148,7 @@ def test_config_and_permission_errors_fail_at_once(zoho_conn, monkeypatch, tmp_p
     if change:
         zoho_conn.set_faults(**change)
     if call == "bad_url":
-        use_simulator(monkeypatch, zoho_conn, tmp_path / "c2", api_domain=zoho_conn.url + "/zoho")
+        monkeypatch.setenv(*zoho_conn.env_var(conn_type="http", token_cache_dir=tmp_path / "c2", api_domain=zoho_conn.url + "/zoho"))
     hook = ZohoCRMHook(**FAST)
     calls = {
         "create": lambda: hook.create_bulk_read_job(build_bulk_read_body("Leads")),
@@ -231,7 +231,7 @@ def test_async_server_errors_are_retried(zoho_conn):
 
 def test_connection_errors_are_transient(monkeypatch, tmp_path):
     with start_simulator() as sim:
-        use_simulator(monkeypatch, sim, tmp_path / "cache")
+        monkeypatch.setenv(*sim.env_var(conn_type="http", token_cache_dir=tmp_path / "cache"))
         hook = ZohoCRMHook(**FAST)
         job_id = completed_job(sim, hook)
     calls = (
@@ -243,7 +243,7 @@ def test_connection_errors_are_transient(monkeypatch, tmp_path):
         with pytest.raises(ZohoTransientError) as caught:
             call()
         assert caught.value.code == "CONNECTION" and caught.value.retryable
-    use_simulator(monkeypatch, sim, tmp_path / "cold-cache")
+    monkeypatch.setenv(*sim.env_var(conn_type="http", token_cache_dir=tmp_path / "cold-cache"))
     with pytest.raises(ZohoTransientError) as caught:
         ZohoCRMHook(**FAST).get_access_token()
     assert sim.url + "/oauth/v2/token" in str(caught.value)
@@ -254,7 +254,7 @@ def test_connection_errors_are_transient(monkeypatch, tmp_path):
     [({"password": "wrong-secret"}, "invalid_client"), ({"refresh_token": "1000.wrong.refresh"}, "invalid_code")],
 )
 def test_bad_credentials_fail_at_once_without_secrets(sim, monkeypatch, tmp_path, overrides, code):
-    use_simulator(monkeypatch, sim, tmp_path / "cache", **overrides)
+    monkeypatch.setenv(*sim.env_var(conn_type="http", token_cache_dir=tmp_path / "cache", **overrides))
     with pytest.raises(ZohoAuthError) as caught:
         ZohoCRMHook(**FAST).create_bulk_read_job(build_bulk_read_body("Leads"))
     assert caught.value.code == code and caught.value.fails_fast
@@ -265,9 +265,9 @@ def test_bad_credentials_fail_at_once_without_secrets(sim, monkeypatch, tmp_path
 def test_token_throttle_is_not_hammered(sim, monkeypatch, tmp_path):
     sim.set_faults(token_limit=2)
     for n in range(2):
-        use_simulator(monkeypatch, sim, tmp_path / f"cache-{n}")
+        monkeypatch.setenv(*sim.env_var(conn_type="http", token_cache_dir=tmp_path / f"cache-{n}"))
         ZohoCRMHook(**FAST).get_access_token()
-    use_simulator(monkeypatch, sim, tmp_path / "cache-3")
+    monkeypatch.setenv(*sim.env_var(conn_type="http", token_cache_dir=tmp_path / "cache-3"))
     with pytest.raises(ZohoAuthError) as caught:
         ZohoCRMHook(**FAST).get_access_token()
     err = caught.value
@@ -296,8 +296,8 @@ def test_sandbox_and_developer_never_call_the_token_answers_production_host(monk
     This machine cannot reach Zoho: the connection error names the host the hook really tried.
     """
     with start_simulator(api_domain="https://www.zohoapis.eu") as sim:
-        use_simulator(monkeypatch, sim, tmp_path / "cache", api_domain=None, data_center="eu",
-                      environment=environment)
+        monkeypatch.setenv(*sim.env_var(conn_type="http", token_cache_dir=tmp_path / "cache", api_domain=None, data_center="eu",
+                      environment=environment))
         hook = ZohoCRMHook(retry_attempts=1, timeout=10)
         with pytest.raises(ZohoTransientError) as caught:
             hook.get_bulk_read_job(UNKNOWN_JOB)

@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 from airflow.sdk.exceptions import AirflowFailException
 
-from tests.hooks.zoho_conn import CLIENT_SECRET, REFRESH_TOKEN, assert_no_secret, connection_json
+from include.devtools.zoho_simulator.process import SimulatorProcess
+from tests.hooks.zoho_conn import CLIENT_SECRET, REFRESH_TOKEN, assert_no_secret
 from tests.local_http import QuietHandler, serving
 from zoho_crm.api.errors import ZohoAuthError, ZohoError, ZohoRequestError, ZohoTransientError
 from zoho_crm.api.query import build_bulk_read_body
@@ -88,7 +89,9 @@ def server() -> Iterator[str]:
 
 @pytest.fixture
 def hook(server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[ZohoCRMHook]:
-    monkeypatch.setenv("AIRFLOW_CONN_ZOHO_CRM_DEFAULT", connection_json(server, tmp_path / "tokens"))
+    monkeypatch.setenv(*SimulatorProcess().env_var(
+        conn_type="http", token_cache_dir=tmp_path / "tokens", api_domain=server, accounts_url=server
+    ))
     _Hostile.token_mode = "ok"
     _Hostile.seen.clear()
     yield ZohoCRMHook(retry_attempts=1)

@@ -6,11 +6,6 @@ The connection to a simulator comes from ``SimulatorProcess.airflow_connection``
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
-
-import pytest
-
 from include.devtools.zoho_simulator.process import SimulatorProcess
 
 CLIENT_ID = "1000.SIMULATOR"
@@ -34,17 +29,3 @@ def assert_no_secret(text: str, sim: SimulatorProcess | None = None, extra: list
     """Fail if ``text`` holds a secret of :func:`secrets_of` or one of ``extra``."""
     for secret in [*secrets_of(sim), *(extra or [])]:
         assert secret not in text, "a secret leaked into text meant for logs/users"
-
-
-# -- deprecated: until tests/operators, tests/sensors, tests/triggers and tests/hooks/test_hook_calls.py and
-# test_hostile_answers.py call SimulatorProcess.env_var themselves.
-def use_simulator(monkeypatch: pytest.MonkeyPatch, sim: SimulatorProcess, cache_dir: Path,
-                  conn_id: str = "zoho_crm_default", **kw: Any) -> None:
-    """Deprecated alias of ``monkeypatch.setenv(*sim.env_var(conn_id, conn_type="http", token_cache_dir=...))``."""
-    monkeypatch.setenv(*sim.env_var(conn_id, conn_type="http", token_cache_dir=cache_dir, **kw))
-
-
-def connection_json(url: str, cache_dir: Path, **kw: Any) -> str:
-    """Deprecated alias: the simulator's HTTP-type connection, both hosts at ``url`` (a server other than it)."""
-    return SimulatorProcess().env_var(conn_type="http", token_cache_dir=cache_dir, api_domain=url, accounts_url=url,
-                                      **kw)[1]

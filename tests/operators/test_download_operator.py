@@ -22,7 +22,6 @@ from airflow.sdk.module_loading import import_string
 from airflow.sdk.serde import deserialize, serialize
 from airflow.triggers.base import TaskSuccessEvent, TriggerEvent
 
-from include.devtools.local_setup import simulator_connection
 from include.devtools.zoho_simulator.process import SimulatorProcess
 from tests.simulator_fixtures import start_simulator
 from zoho_crm.hooks.zoho_crm import ZohoCRMHook
@@ -42,8 +41,7 @@ def sim() -> Iterator[SimulatorProcess]:
 @pytest.fixture
 def hook(sim: SimulatorProcess, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ZohoCRMHook:
     sim.reset()
-    for name, value in simulator_connection(sim, WINDOW).items():
-        monkeypatch.setenv(name, value)
+    monkeypatch.setenv(*sim.env_var(conn_type="http", window_seconds=WINDOW))
     monkeypatch.setenv("ZOHO_CRM_TOKEN_CACHE_DIR", str(tmp_path / "tokens"))
     return ZohoCRMHook(retry_attempts=1)
 
@@ -313,8 +311,7 @@ def test_retry_delay_shorter_than_the_window_is_refused_before_any_request(
     longer window than that is refused at run time, before any request."""
     from datetime import timedelta
 
-    for name, value in simulator_connection(sim, 600).items():
-        monkeypatch.setenv(name, value)
+    monkeypatch.setenv(*sim.env_var(conn_type="http", window_seconds=600))
     op = operator({"job_id": "1"}, tmp_path / "out", retries=2, retry_delay=timedelta(seconds=0.5))
     with pytest.raises(AirflowFailException, match="retry_delay"):
         op.execute(ctx)

@@ -20,7 +20,7 @@ from zoho_crm.export.records import ExportQuery, ExportRun, ExportStepError, Pag
 from zoho_crm.export.steps import publish_export, unzip_page, validate_page
 from zoho_crm.export.storage import default_store
 from zoho_crm.hooks.zoho_crm import ZohoCRMHook
-from zoho_crm.operators.bulk_read import fail_fast, task_error
+from zoho_crm.job_waiting import fail_fast, task_error
 
 log = logging.getLogger(__name__)
 

@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import IO
 
+from zoho_crm.api.query import FILE_TYPES, data_file_name
 from zoho_crm.files.atomic import create_temp
 
-FILE_TYPES = ("csv", "ics")
 CHUNK_BYTES = 256 << 10
 # Tiny members compress extremely well without being dangerous; ratios are judged past this size.
 RATIO_MIN_BYTES = 1 << 20
@@ -75,7 +75,7 @@ def extract_page(
         with zipfile.ZipFile(zip_path) as archive:
             info = _check_member(archive, zip_path, file_type, max_member_bytes, max_ratio)
             warnings = []
-            expected = f"{job_id}.{file_type}"
+            expected = data_file_name(job_id, file_type) if job_id is not None else ""
             if job_id is not None and info.filename != expected:
                 warnings.append(f"member is named {info.filename!r}, expected {expected!r}")
             dest_dir.mkdir(parents=True, exist_ok=True)

@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from zoho_crm.api.errors import ZohoConfigError
+from zoho_crm.api.query import API_VERSIONS
 
 DATA_CENTERS = ("us", "eu", "in", "au", "jp", "cn", "ca", "sa")
 ENVIRONMENTS = ("production", "sandbox", "developer")
-API_VERSIONS = tuple(f"v{n}" for n in range(2, 9))
 
 _API_DOMAIN_SUFFIX = {
     "us": "zohoapis.com",
@@ -173,7 +173,7 @@ class ZohoConnectionConfig:
             )
         api_version = str(extra.get("api_version") or "v8").lower()
         if api_version not in API_VERSIONS:
-            raise _problem(conn_id, f"extra api_version {api_version!r} is unknown (use v2 ... v8)")
+            raise _problem(conn_id, f"extra api_version {api_version!r} is unknown (use one of {', '.join(API_VERSIONS)})")
         return cls(
             conn_id=conn_id,
             client_id=str(conn.login),
@@ -193,11 +193,6 @@ class ZohoConnectionConfig:
                 conn_id, "max_download_bytes", extra.get("max_download_bytes"), DEFAULT_MAX_DOWNLOAD_BYTES
             )),
         )
-
-    @property
-    def default_api_domain(self) -> str:
-        """API host from the connection (override, else the data centre/environment table)."""
-        return self.api_domain_override or api_domain_for(self.data_center, self.environment)
 
     @property
     def accounts_url(self) -> str:

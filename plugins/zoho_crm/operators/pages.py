@@ -9,7 +9,7 @@ from typing import Any
 from airflow.sdk import BaseOperator, Context
 
 from zoho_crm.api.errors import ZohoError
-from zoho_crm.api.query import build_bulk_read_body
+from zoho_crm.api.query import build_bulk_read_body, uses_page_token
 from zoho_crm.hooks.zoho_crm import ZohoCRMHook
 from zoho_crm.job_waiting import (
     DEFAULT_TIMEOUT_SECONDS,
@@ -93,7 +93,7 @@ class ZohoBulkReadPagesOperator(BaseOperator):
         hook = self.hook
         version = hook.config.api_version
         token = last.get("next_page_token")
-        uses_token = int(version.lstrip("v")) >= 7
+        uses_token = uses_page_token(version)
         if uses_token and not token:
             raise fail_fast(f"page {last['page']} has more records but no next_page_token: Zoho answer is incomplete.")
         body = build_bulk_read_body(
