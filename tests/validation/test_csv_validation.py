@@ -12,6 +12,8 @@ from zoho_crm.validation import Problem, ValidationReport, validate_csv
 
 REQUESTED = [f["api_name"] for f in FIELDS]
 
+INTEGER_EXPECTED = "an integer of at most 64 bits (digits, an optional minus sign)"
+
 
 def validate(tmp_path, data: bytes, **kwargs) -> ValidationReport:
     return validate_csv(write_file(tmp_path, "page.csv", data), **kwargs)
@@ -123,16 +125,46 @@ def test_duplicate_text_ids(tmp_path):
         (3, "2026-13-01T10:15:00+00:00", "an ISO 8601 datetime with offset (YYYY-MM-DDTHH:MM:SS+HH:MM)"),
         (4, "01/02/1980", "a date YYYY-MM-DD"),
         (5, "1,234.50", "a number"),
-        (6, "forty-two", "a number"),
+        (6, "forty-two", INTEGER_EXPECTED),
+        (6, "42.0", INTEGER_EXPECTED),
+        (6, "4.2e1", INTEGER_EXPECTED),
+        (6, "+42", INTEGER_EXPECTED),
+        (6, "9223372036854775808", INTEGER_EXPECTED),
+        (0, "5725767000001000002.5", INTEGER_EXPECTED),
         (7, "yes", "a boolean (true or false)"),
     ],
-    ids=["datetime-space", "datetime-no-offset", "datetime-month-13", "date", "currency", "integer", "boolean"],
+    ids=["datetime-space", "datetime-no-offset", "datetime-month-13", "date", "currency", "integer",
+         "integer-decimal", "integer-exponent", "integer-plus", "integer-over-int64", "id-decimal", "boolean"],
 )
 def test_bad_values_per_data_type(tmp_path, column, value, expected):
     rows = [good_row(1), good_row(2)]
     rows[1][column] = value
     report = validate(tmp_path, rows_csv(rows), field_metadata=FIELDS)
     assert errors(report) == [f"line 4 (record 2), column {HEADER[column]}: not {expected}: {value!r}"]
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "valid"),
+    [
+        ({"api_name": "Owner", "data_type": "ownerlookup"}, "5725767000000411001", True),
+        ({"api_name": "Owner", "data_type": "ownerlookup"}, "5725767000000411001.0", False),
+        ({"api_name": "Account_Name", "data_type": "lookup"}, "1e18", False),
+        ({"api_name": "Big", "data_type": "bigint"}, "-9223372036854775808", True),
+        ({"api_name": "Big", "data_type": "bigint"}, "-9223372036854775809", False),
+        ({"api_name": "Case_Number", "data_type": "autonumber", "auto_number": {"prefix": "", "suffix": ""}}, "17", True),
+        ({"api_name": "Case_Number", "data_type": "autonumber", "auto_number": {"prefix": "", "suffix": ""}}, "1.5",
+         False),
+        ({"api_name": "Name", "data_type": "autonumber", "auto_number": {"prefix": "SHP-"}}, "SHP-17", True),
+    ],
+    ids=["owner", "owner-decimal", "lookup-exponent", "bigint-min", "bigint-below-min", "autonumber",
+         "autonumber-decimal", "autonumber-prefix-is-text"],
+)
+def test_integer_columns_take_only_64_bit_integers(tmp_path, field, value, valid):
+    data = csv_text([["Id", field["api_name"]], ["5725767000001000001", value]]).encode()
+    report = validate(tmp_path, data, field_metadata=[field])
+    assert report.valid is valid, report.summary()
+    if not valid:
+        assert errors(report) == [f"line 2 (record 1), column {field['api_name']}: not {INTEGER_EXPECTED}: {value!r}"]
 
 
 def test_good_values_of_every_type_and_empty_values(tmp_path):

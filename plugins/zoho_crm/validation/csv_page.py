@@ -10,7 +10,7 @@ from zoho_crm.files.digest import file_sha256
 from zoho_crm.validation.csv_header import HEADER, check_header, read_header
 from zoho_crm.validation.csv_pieces import TrailingBlankLines, file_chunks, iter_pieces
 from zoho_crm.validation.csv_scan import scan_csv
-from zoho_crm.validation.field_types import FORMAT_BY_DATA_TYPE, ValueFormat, metadata_fields
+from zoho_crm.validation.field_types import INTEGER, ValueFormat, field_format, metadata_fields
 from zoho_crm.validation.id_index import IDS, index_path
 from zoho_crm.validation.report import ValidationReport
 
@@ -58,7 +58,7 @@ def validate_csv_stream(
     names = report.columns = header.names
     metadata = metadata_fields(field_metadata)
     id_index = check_header(report, names, fields, [f["api_name"] for f in metadata] if metadata else None)
-    formats = _column_formats(report, names, metadata)
+    formats = _column_formats(report, names, metadata, id_index)
     if not names:
         return report
 
@@ -86,14 +86,20 @@ def validate_csv_stream(
     return report
 
 
-def _column_formats(report: ValidationReport, names: list[str], metadata: list[dict]) -> dict[int, ValueFormat]:
+def _column_formats(
+    report: ValidationReport, names: list[str], metadata: list[dict], id_index: int | None
+) -> dict[int, ValueFormat]:
+    """Each checked column's format from the field metadata; with metadata the record id is a 64-bit integer too
+    (without, ids are only checked for presence and uniqueness)."""
     if not metadata:
         report.checks_skipped.append("value types: no field metadata given, only the id and the shape were checked")
         return {}
-    data_types = {f["api_name"]: str(f.get("data_type", "")) for f in metadata}
-    formats = {j: FORMAT_BY_DATA_TYPE[data_types[n]] for j, n in enumerate(names)
-               if data_types.get(n) in FORMAT_BY_DATA_TYPE}
-    unchecked = sorted({data_types[n] for n in names if n in data_types} - set(FORMAT_BY_DATA_TYPE))
+    by_name = {f["api_name"]: f for f in metadata}
+    formats = {j: found for j, n in enumerate(names) if n in by_name and (found := field_format(by_name[n]))}
+    if id_index is not None:
+        formats[id_index] = INTEGER
+    unchecked = sorted({str(by_name[n].get("data_type", "")) for j, n in enumerate(names)
+                        if n in by_name and j not in formats})
     if unchecked:
         report.notes.append(f"values of data types {', '.join(unchecked)} are not format-checked")
     report.notes.append(f"{len(formats)} columns format-checked from field metadata")
