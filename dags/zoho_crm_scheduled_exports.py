@@ -19,5 +19,7 @@ for _entry in _config["exports"]:
         pool=_config["pool"],
         zoho_conn_id=_config["zoho_conn_id"],
         custom_modules=_config["custom_modules"],
+        warehouse_conn_id=_config["warehouse_conn_id"],
+        load_lookback=_config["load_lookback"],
         tags=["scheduled"],
     )

@@ -1,17 +1,23 @@
-"""The deployment's export settings (``include/config/zoho_crm_exports.json``): custom modules, pool, connection
-and the scheduled exports. The DAG files say where the file is; nothing in the package guesses it."""
+"""The deployment's export settings (``include/config/zoho_crm_exports.json``): custom modules, pool, connection,
+the warehouse the exports are loaded into and the scheduled exports. The DAG files say where the file is; nothing
+in the package guesses it."""
 
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
+
+from zoho_crm.export.load import DEFAULT_LOAD_LOOKBACK
 
 
 def load_export_config(path: Path) -> dict[str, Any]:
     """Read the export settings at ``path``; a missing or malformed file fails with what to fix.
 
-    :param path: the JSON file (``custom_modules``, ``pool``, ``zoho_conn_id``, ``exports``).
+    :param path: the JSON file (``custom_modules``, ``pool``, ``zoho_conn_id``, ``exports``; optional
+        ``warehouse_conn_id``, the Postgres connection the CSV exports are loaded into, null or absent for none,
+        and ``load_lookback_minutes``, the incremental runs' look-back).
     """
     try:
         config = json.loads(Path(path).read_text(encoding="utf-8"))
@@ -22,4 +28,11 @@ def load_export_config(path: Path) -> dict[str, Any]:
     missing = [key for key in ("custom_modules", "pool", "zoho_conn_id", "exports") if key not in config]
     if missing:
         raise ValueError(f"export settings {path} lack {', '.join(missing)}: add them (see the README, 'Scheduled exports')")
+    warehouse = config.setdefault("warehouse_conn_id", None)
+    if warehouse is not None and (not isinstance(warehouse, str) or not warehouse.strip()):
+        raise ValueError(f"export settings {path}: warehouse_conn_id must be a connection id or null, not {warehouse!r}")
+    minutes = config.get("load_lookback_minutes", DEFAULT_LOAD_LOOKBACK.total_seconds() / 60)
+    if isinstance(minutes, bool) or not isinstance(minutes, int | float) or not minutes >= 0:
+        raise ValueError(f"export settings {path}: load_lookback_minutes must be a number of at least 0, not {minutes!r}")
+    config["load_lookback"] = timedelta(minutes=minutes)
     return config

@@ -1,5 +1,6 @@
 """Build the export DAG: resolve query -> create job -> wait (deferred) -> every page -> download (pool)
--> unzip -> validate -> manifest. DAG files only call :func:`build_export_dag`."""
+-> unzip -> validate -> Parquet -> manifest [-> load_table, with a warehouse]. DAG files only call
+:func:`build_export_dag`."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from airflow.sdk import DAG, CronDataIntervalTimetable
 from zoho_crm.airflow_compat import asset_update_task_kwargs
 from zoho_crm.api.modules import SEED_MODULES
 from zoho_crm.export import tasks
+from zoho_crm.export.load import DEFAULT_LOAD_LOOKBACK, check_lookback, table_asset_uri
 from zoho_crm.export.params import export_params
 from zoho_crm.operators.bulk_read import ZohoBulkReadOperator
 from zoho_crm.operators.download import ZohoBulkReadDownloadOperator
@@ -47,6 +49,8 @@ def build_export_dag(
     sensor_timeout: float = 6 * 3600,
     tags: list[str] | None = None,
     description: str | None = None,
+    warehouse_conn_id: str | None = None,
+    load_lookback: timedelta = DEFAULT_LOAD_LOOKBACK,
 ) -> DAG:
     """Return the export DAG for one module's defaults (the Params let a manual run choose another).
 
@@ -64,8 +68,14 @@ def build_export_dag(
     :param sensor_timeout: seconds to wait for each page's job.
     :param tags: extra DAG tags.
     :param description: the DAG's description.
+    :param warehouse_conn_id: a Postgres connection: every CSV export is then merged into ``zoho_crm.<module>``
+        of its database (task ``load_table``), the first interval run of a module exports everything, and the
+        following ones are incremental with ``load_lookback``. None (the default): no load.
+    :param load_lookback: how far before its data interval an incremental run of a DAG with a warehouse starts
+        exporting (records Zoho makes visible late); the merge keeps the overlap duplicate-free.
     """
     custom = list(custom_modules or ())
+    lookback_seconds = check_lookback(load_lookback)
     with DAG(
         dag_id,
         schedule=CronDataIntervalTimetable(schedule, timezone="UTC") if schedule else None,
@@ -78,7 +88,8 @@ def build_export_dag(
         doc_md=__doc__,
         max_active_tasks=32,
     ) as dag:
-        run = tasks.resolve_query(custom_modules=custom)
+        run = tasks.resolve_query(custom_modules=custom, warehouse_conn_id=warehouse_conn_id,
+                                  load_lookback_seconds=lookback_seconds)
         metadata = tasks.field_metadata(run, zoho_conn_id=zoho_conn_id)
         create_job = ZohoBulkReadOperator(
             task_id="create_job", zoho_conn_id=zoho_conn_id, multiple_outputs=True, module=run["module"],
@@ -97,7 +108,13 @@ def build_export_dag(
         ).expand(job=pages.output)
         extracted = tasks.unzip.partial(run=run).expand(download=downloads.output)
         checked = tasks.validate.partial(run=run, metadata=metadata).expand(page=extracted)
-        # Every module's Asset is declared up front and the manifest tasks run one at a time (see airflow_compat).
-        uris = [tasks.module_asset_uri(name) for name in (*SEED_MODULES, *custom)]
-        tasks.manifest.override(**asset_update_task_kwargs(tasks.exports_alias(dag_id), uris))(run, checked)
+        typed = tasks.to_parquet.partial(run=run, metadata=metadata).expand(page=checked)
+        # Every module's Asset is declared up front and the tasks updating them run one at a time (airflow_compat).
+        modules = (*SEED_MODULES, *custom)
+        uris = [tasks.module_asset_uri(name) for name in modules]
+        summary = tasks.manifest.override(**asset_update_task_kwargs(tasks.exports_alias(dag_id), uris))(run, typed)
+        if warehouse_conn_id:
+            tables = [table_asset_uri(warehouse_conn_id, name) for name in modules]
+            tasks.load_table.override(**asset_update_task_kwargs(tasks.tables_alias(dag_id), tables))(
+                run, summary, metadata)
     return dag

@@ -1,4 +1,5 @@
-"""The export's page steps after download: unzip a page, validate it, then publish the export with its manifest.
+"""The export's page steps after download: unzip a page, validate it, write it as typed Parquet, then publish the
+export with its manifest.
 
 Plain functions (no Airflow) on the records of :mod:`zoho_crm.export.records`, reading and writing through the
 run's store (:mod:`zoho_crm.export.storage`): the DAG's tasks call them, tests and the bench can too. A page step
@@ -9,6 +10,7 @@ that the pages list, so a new step producing a published artifact needs no chang
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,8 +24,10 @@ from zoho_crm.files.digest import file_sha256
 
 ZIP = "zip"
 REPORT = "report"
+PARQUET = "parquet"
 
-__all__ = ["REPORT", "ZIP", "ExportStepError", "publish_export", "unzip_page", "validate_page"]
+__all__ = ["PARQUET", "REPORT", "ZIP", "ExportStepError", "export_schema", "parquet_page", "publish_export",
+           "schema_drift_entry", "unzip_page", "validate_page"]
 
 
 def unzip_page(download: Mapping[str, Any], run: ExportRun) -> PageRecord:
@@ -98,7 +102,79 @@ def validate_page(page: PageRecord, run: ExportRun, *, field_metadata: list[dict
                       warnings=len(report.warnings), archive_warnings=page.archive_warnings)
 
 
-def publish_export(run: ExportRun, pages: Sequence[PageRecord], *, retention: Retention | None = None) -> dict:
+def parquet_page(page: PageRecord, run: ExportRun, *, field_metadata: list[dict] | None) -> PageRecord:
+    """Write a validated CSV page as typed Parquet beside it (``page_NNNN/{job_id}.parquet``, ``files["parquet"]``);
+    an ICS page is returned unchanged.
+
+    :param page: the validate step's record.
+    :param run: the export run.
+    :param field_metadata: the module's field metadata (None: every column is text, and the schema says so).
+    """
+    if page.file_type != "csv":
+        return page
+    if not page.valid:
+        raise ExportStepError(f"{page.owner} has not passed validation: run the validate step first.")
+    from zoho_crm.tables.parquet import ParquetConversionError, write_page_parquet
+
+    store = open_store(run.store)
+    data = page.data_file
+    parquet_path = f"{Path(data.path).parent.as_posix()}/{page.job_id}.parquet"
+    try:
+        written = write_page_parquet(store.local_path(run.staged(data.path)),
+                                     store.local_path(run.staged(parquet_path)), field_metadata)
+    except ParquetConversionError as err:
+        raise ExportStepError(f"{page.owner}: {err}") from err
+    return page.with_files(**{PARQUET: StoredFile(parquet_path, written.sha256)})
+
+
+def export_schema(run: ExportRun, pages: Sequence[PageRecord]) -> dict[str, Any] | None:
+    """The typed schema the export's Parquet pages share (``TableSchema.to_json``), or None without Parquet.
+
+    :param run: the export run.
+    :param pages: the export's pages after the Parquet step.
+    :raises ExportStepError: two pages have different schemas.
+    """
+    from zoho_crm.tables import parquet  # sets pyarrow's allocator up before importing it
+
+    store = open_store(run.store)
+    found: dict[str, Any] | None = None
+    for page in sorted(pages, key=lambda page: page.page):
+        stored = page.files.get(PARQUET)
+        if stored is None:
+            continue
+        metadata = parquet.pq.read_schema(store.local_path(run.staged(stored.path))).metadata or {}
+        schema = json.loads(metadata[parquet.SCHEMA_METADATA_KEY])
+        if found is None:
+            found = schema
+        elif schema != found:
+            raise ExportStepError(f"{page.owner}: its Parquet schema differs from the first page's: rerun the export.")
+    return found
+
+
+def schema_drift_entry(previous: Mapping[str, Any] | None, schema: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The manifest's ``schema_drift``: what changed from the previous published export's schema to this one.
+
+    :param previous: ``{"schema": ..., "run_key": ..., "manifest": ...}`` of the previous export of the module
+        with the same fields (None: nothing to compare with).
+    :param schema: this export's schema (:func:`export_schema`).
+    """
+    if not previous or not previous.get("schema") or not schema:
+        return None
+    from zoho_crm.tables.schema import TableSchema, schema_drift
+
+    drift = schema_drift(TableSchema.from_json(dict(previous["schema"])), TableSchema.from_json(dict(schema)))
+    return {**drift.to_json(), "changed_any": not drift.empty, "unsafe": [c.name for c in drift.unsafe],
+            "summary": drift.describe(), "previous": {"run_key": previous.get("run_key"),
+                                                       "manifest": previous.get("manifest")}}
+
+
+def publish_export(
+    run: ExportRun,
+    pages: Sequence[PageRecord],
+    *,
+    retention: Retention | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> dict:
     """Publish the pages as a new version of the run key, point its ``manifest.json`` at it, clean up.
 
     Exactly the files the manifest lists (each page's files in the staging area's ``export/`` folder) are placed
@@ -111,6 +187,8 @@ def publish_export(run: ExportRun, pages: Sequence[PageRecord], *, retention: Re
     :param run: the export run.
     :param pages: every page of the export, validated.
     :param retention: what to keep (default: :meth:`Retention.from_env`).
+    :param extra: more manifest keys from the run's other steps (e.g. ``parquet``, ``schema_drift``,
+        ``full_load``); they cannot replace the keys the publish writes.
     """
     retention = retention or Retention.from_env()  # a bad setting fails here, before anything is written
     store = open_store(run.store)
@@ -129,6 +207,7 @@ def publish_export(run: ExportRun, pages: Sequence[PageRecord], *, retention: Re
         now = datetime.now(UTC)
         version = new_version_name(now)
         manifest = _manifest(run, ordered, version, warnings, now)
+        manifest.update((key, value) for key, value in (extra or {}).items() if key not in manifest)
         placements = [
             Placement(run.staged(stored.path), f"{run.final}/{stored.published_path(version)}", stored.sha256,
                       page.owner)
