@@ -4,8 +4,13 @@
 (see :mod:`zoho_crm.export.layout` for the layout). A run's staging area is a local work area (the download task
 writes its zips there and the page steps read and write the page files in it); publishing places the listed staged
 files into a fresh version and then replaces the run key's pointer in one atomic step. :class:`LocalExportStore`
-keeps everything under one directory; another backend (object storage) is one more subclass and a line in
-:func:`open_store`, no step changes.
+keeps everything under one directory; :class:`zoho_crm.export.object_store.ObjectExportStore` keeps it in a bucket
+(``s3://...``, ``gs://...``, any fsspec URL), and :func:`open_store` picks one by the location.
+
+Files cross the seam the same way on every store: :meth:`ExportStore.write_local` gives a step a local folder whose
+files land under a key when the step succeeds, :meth:`ExportStore.read_local` a local copy of a key's file or folder
+(on disk both are the store's own paths, no copy); ``upload``/``download``/``open`` move single files in bounded
+memory. :meth:`ExportStore.local_path` exists on local stores only.
 """
 
 from __future__ import annotations
@@ -16,20 +21,25 @@ import os
 import re
 import shutil
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import IO, Any
+from urllib.parse import urlsplit
 
 from zoho_crm.export.layout import MANUAL_PREFIX, POINTER_NAME, STAGING, Retention, version_time
 from zoho_crm.export.records import ExportStepError
-from zoho_crm.files.atomic import fsync_path, write_json_atomic
+from zoho_crm.files.atomic import create_temp, fsync_path, write_json_atomic
 from zoho_crm.files.digest import file_sha256
 
 log = logging.getLogger(__name__)
 
 EXPORT_DIR_ENV = "ZOHO_EXPORT_DIR"
+"""The deployment's store: a local directory or an object-storage URL (``s3://[conn_id@]bucket/prefix``)."""
+EXPORT_CONN_ID_ENV = "ZOHO_EXPORT_CONN_ID"
+"""The Airflow connection with the credentials of an object-storage ``$ZOHO_EXPORT_DIR`` without ``conn_id@``."""
 DEFAULT_EXPORT_DIR = "output"
 _LEGACY_PAGE = re.compile(r"^page_\d{4,}$")  # pages published directly under the run key by older releases
 
@@ -127,20 +137,127 @@ class ExportStore(ABC):
         :param key: a file's or folder's key.
         """
 
+    @abstractmethod
+    def open(self, key: str) -> IO[bytes]:
+        """The file at ``key``, open for reading in binary (streamed; raises FileNotFoundError when absent).
 
-def open_store(location: str) -> ExportStore:
-    """The store at ``location`` (an :attr:`ExportStore.location`): a local directory today.
+        :param key: a file's key.
+        """
 
-    :param location: the store's location, e.g. ``/srv/exports``.
+    @abstractmethod
+    def upload(self, local: Path, key: str) -> str:
+        """Place the local file ``local`` at ``key`` (whole or not at all, streamed) and return its sha256, checked
+        on what was stored. Raises :class:`ExportStepError` if the stored file differs.
+
+        :param local: the local file.
+        :param key: its key in the store.
+        """
+
+    @abstractmethod
+    def download(self, key: str, local: Path) -> str:
+        """Copy the file at ``key`` to the local file ``local`` (streamed; ``local`` appears whole) and return its
+        sha256. Raises FileNotFoundError when ``key`` is absent.
+
+        :param key: a file's key.
+        :param local: where to write it (its folder is created).
+        """
+
+    @abstractmethod
+    def read_local(self, key: str) -> AbstractContextManager[Path]:
+        """A local copy of the file or folder at ``key`` for the ``with`` block (raises FileNotFoundError when
+        nothing is there). On disk it is the store's own path; on an object store a download into a private scratch
+        folder, removed after the block. Treat it as read-only.
+
+        :param key: a file's or folder's key.
+        """
+
+    @abstractmethod
+    def write_local(self, key: str) -> AbstractContextManager[Path]:
+        """A local folder for the ``with`` block whose files end up under ``key`` when the block succeeds.
+
+        On disk it is the store's own folder (created; files written there stay, also after an error); on an
+        object store a private scratch folder whose files are uploaded (each checked) after the block and which
+        is then removed, so nothing is uploaded when the block fails.
+
+        :param key: a folder's key.
+        """
+
+
+def open_store(location: str, *, conn_id: str | None = None) -> ExportStore:
+    """The store at ``location`` (an :attr:`ExportStore.location`): a local directory (or ``file://`` URL), else an
+    object-storage URL such as ``s3://bucket/prefix`` or ``s3://conn_id@bucket/prefix``.
+
+    :param location: the store's location, e.g. ``/srv/exports`` or ``s3://aws_exports@my-bucket/zoho``.
+    :param conn_id: the Airflow connection of an object store whose URL names none (ignored for directories).
     """
-    if "://" in location:
-        raise ValueError(f"export store {location!r}: only local directories are supported; give a path")
-    return LocalExportStore(Path(location))
+    if "://" not in location:
+        return LocalExportStore(Path(location))
+    parts = urlsplit(location)
+    if parts.scheme == "file":
+        if parts.netloc not in ("", "localhost"):
+            raise ValueError(f"export store {location!r}: a file:// URL names a local path: file:///srv/exports")
+        return LocalExportStore(Path(parts.path))
+    # Imported here: fsspec and the storage providers only when a URL is used.
+    from zoho_crm.export.object_store import ObjectExportStore
+
+    return ObjectExportStore(location, conn_id=conn_id)
 
 
 def default_store() -> ExportStore:
-    """The deployment's store: the local directory ``$ZOHO_EXPORT_DIR`` (default ``./output``)."""
-    return LocalExportStore(Path(os.environ.get(EXPORT_DIR_ENV) or DEFAULT_EXPORT_DIR))
+    """The deployment's store: ``$ZOHO_EXPORT_DIR`` (default ``./output``), a local directory or an object-storage
+    URL whose credentials are the Airflow connection of its ``conn_id@`` part or of ``$ZOHO_EXPORT_CONN_ID``."""
+    return open_store(os.environ.get(EXPORT_DIR_ENV) or DEFAULT_EXPORT_DIR,
+                      conn_id=os.environ.get(EXPORT_CONN_ID_ENV) or None)
+
+
+def check_key(key: str, where: str) -> str:
+    """``key`` if it names a place inside a store, else :class:`ExportStepError` (empty, absolute, ``..``, ``.``
+    or empty parts).
+
+    :param key: the key.
+    :param where: the store, for the message.
+    """
+    parts = key.split("/")
+    if not key or key.startswith("/") or any(part in ("", ".", "..") for part in parts):
+        raise ExportStepError(f"{key!r} is not a path inside the export store {where}.")
+    return key
+
+
+def plan_run_key(
+    name: str, entries: dict[str, bool], read_current: Callable[[], str | None], retention: Retention, now: datetime
+) -> tuple[bool, list[str]]:
+    """What retention removes of one run key, the same on every store: ``(True, [])`` for the whole run key (an
+    expired manual export), else the entries to remove (replaced or abandoned versions, old page folders).
+
+    :param name: the run key.
+    :param entries: its entries, each name with whether it is a folder.
+    :param read_current: reads the version its pointer names (called only when something may go).
+    :param retention: what to keep.
+    :param now: the time to judge by.
+    """
+    versions = {entry: version_time(entry) for entry in entries}
+    count = sum(1 for when in versions.values() if when)
+    legacy = any(map(_LEGACY_PAGE.match, entries))
+    expires = name.startswith(MANUAL_PREFIX) and retention.manual is not None
+    if not expires and not legacy and (count == 0 or (count == 1 and POINTER_NAME in entries)):
+        return False, []  # the common case: one published version and nothing else; no pointer to read
+    current = read_current()
+    published = versions.get(current) if current else None
+    if (expires and published and retention.manual is not None
+            and all(now - when >= retention.manual for when in versions.values() if when)):
+        return True, []
+    removed = []
+    for entry, is_dir in entries.items():
+        started = versions[entry]
+        if entry == current or not (started or _LEGACY_PAGE.match(entry)) or not is_dir:
+            continue
+        # Not current since the current version was published (or, for an attempt, since it started).
+        idle_since = max(filter(None, (published, started)), default=None)
+        if idle_since is None:  # an old page directory beside no versioned pointer: not ours to judge
+            continue
+        if now - idle_since >= retention.versions:
+            removed.append(entry)
+    return False, removed
 
 
 class LocalExportStore(ExportStore):
@@ -210,6 +327,53 @@ class LocalExportStore(ExportStore):
     def address(self, key: str) -> str:
         return str(self._path(key))
 
+    def open(self, key: str) -> IO[bytes]:
+        return open(self._path(key), "rb")  # noqa: SIM115 - the caller closes it
+
+    def upload(self, local: Path, key: str) -> str:
+        target = self._path(key)
+        if Path(local).resolve() == target:
+            return file_sha256(target)  # written in place (write_local)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        handle, temp = create_temp(target.parent, f".{target.name}.")
+        try:
+            with os.fdopen(handle, "wb") as copy, open(local, "rb") as source:
+                shutil.copyfileobj(source, copy)
+                copy.flush()
+                os.fsync(copy.fileno())
+            os.replace(temp, target)
+        finally:
+            Path(temp).unlink(missing_ok=True)
+        sent, stored = file_sha256(Path(local)), file_sha256(target)
+        if stored != sent:
+            raise ExportStepError(f"{target}: the copy differs from {local} (sha256 {stored}, sent {sent}): retry.")
+        return stored
+
+    def download(self, key: str, local: Path) -> str:
+        source, local = self._path(key), Path(local)
+        local.parent.mkdir(parents=True, exist_ok=True)
+        handle, temp = create_temp(local.parent, f".{local.name}.")
+        try:
+            with os.fdopen(handle, "wb") as copy, open(source, "rb") as reader:
+                shutil.copyfileobj(reader, copy)
+            os.replace(temp, local)
+        finally:
+            Path(temp).unlink(missing_ok=True)
+        return file_sha256(local)
+
+    @contextmanager
+    def read_local(self, key: str) -> Iterator[Path]:
+        path = self._path(key)
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: nothing is there")
+        yield path
+
+    @contextmanager
+    def write_local(self, key: str) -> Iterator[Path]:
+        path = self._path(key)
+        path.mkdir(parents=True, exist_ok=True)
+        yield path
+
     def _path(self, key: str) -> Path:
         relative = PurePosixPath(key)
         if not key or relative.is_absolute() or ".." in relative.parts:
@@ -258,31 +422,16 @@ class LocalExportStore(ExportStore):
 
 def _prune_run_key(run_dir: Path, retention: Retention, now: datetime) -> list[Path]:
     entries = {entry.name: entry for entry in run_dir.iterdir()}
-    versions = {name: version_time(name) for name in entries}
-    count = sum(1 for when in versions.values() if when)
-    legacy = any(map(_LEGACY_PAGE.match, entries))
-    expires = run_dir.name.startswith(MANUAL_PREFIX) and retention.manual is not None
-    if not expires and not legacy and (count == 0 or (count == 1 and POINTER_NAME in entries)):
-        return []  # the common case: one published version and nothing else; no pointer to read
-    current = _current_version(run_dir)
-    published = versions.get(current) if current else None
-    if (expires and published and retention.manual is not None
-            and all(now - when >= retention.manual for when in versions.values() if when)):
+    whole, names = plan_run_key(run_dir.name, {name: entry.is_dir() for name, entry in entries.items()},
+                                lambda: _current_version(run_dir), retention, now)
+    if whole:
         (run_dir / POINTER_NAME).unlink(missing_ok=True)  # readers lose the export whole, never half of it
         shutil.rmtree(run_dir)
         return [run_dir]
     removed = []
-    for name, entry in entries.items():
-        started = versions[name]
-        if name == current or not (started or _LEGACY_PAGE.match(name)) or not entry.is_dir():
-            continue
-        # Not current since the current version was published (or, for an attempt, since it started).
-        idle_since = max(filter(None, (published, started)), default=None)
-        if idle_since is None:  # an old page directory beside no versioned pointer: not ours to judge
-            continue
-        if now - idle_since >= retention.versions:
-            shutil.rmtree(entry)
-            removed.append(entry)
+    for name in names:
+        shutil.rmtree(entries[name])
+        removed.append(entries[name])
     if removed and not any(run_dir.iterdir()):
         run_dir.rmdir()
     return removed
