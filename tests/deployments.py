@@ -13,6 +13,9 @@ Starting Airflow costs tens of seconds, so each test session starts each deploym
   rate-limit window of the simulator and of the connection is :data:`WINDOW` s instead of 60, and the test DAGs
   of ``tests/dags/`` run beside the repository's.
 
+Every deployment has a warehouse database of its own (a fresh one on its PostgreSQL server: the embedded one or the
+system one; see :func:`tests.stack_support.airflow_stack`), as the connection ``zoho_crm_warehouse`` the shipped
+DAGs load into (:attr:`Deployment.warehouse_uri`).
 Tests that change the simulator's settings use :meth:`Deployment.simulator_settings`, which restores them.
 Test modules using a deployment carry ``pytest.mark.xdist_group`` (see :data:`LOCAL`, :data:`CELERY`) so that,
 with ``pytest -n``, every deployment lives in the same worker process.
@@ -30,11 +33,13 @@ from typing import Any
 import pytest
 
 from include.devtools.airflow_stack import REPO_ROOT, AirflowStack
-from include.devtools.local_setup import DEFAULT_INSTALL_SETTINGS, DEMO_SIMULATOR_OPTIONS
+from include.devtools.local_setup import DEFAULT_INSTALL_SETTINGS, DEMO_SIMULATOR_OPTIONS, WAREHOUSE_CONN_ENV
 from include.devtools.metadata_db import MetadataDatabases
 from include.devtools.zoho_simulator.process import SimulatorProcess
 from tests.stack_support import airflow_stack
 
+E2E_DAGS = REPO_ROOT / "tests" / "e2e" / "dags"
+"""DAGs of the end-to-end tests (e.g. the tables scenarios), beside ``tests/dags`` in compressed-clock deployments."""
 WINDOW = 10
 """Compressed download window (s) of the simulator and the connection; >= zoho_crm.airflow_compat.MIN_DEFERRAL_SECONDS."""
 
@@ -62,6 +67,8 @@ class Deployment:
     stack: AirflowStack
     root: Path
     token_cache_dir: Path
+    warehouse_uri: str
+    """The deployment's warehouse database (``postgres://...``, also a libpq URI for ``psycopg.connect``)."""
 
     @property
     def export_dir(self) -> Path:
@@ -79,7 +86,7 @@ class Deployment:
 
 
 def dags_folder(root: Path) -> Path:
-    """The repository's DAGs plus the test DAGs, in one folder."""
+    """The repository's DAGs plus the test DAGs (``tests/dags``, ``tests/e2e/dags``), in one folder."""
     folder = root / "dags"
     folder.mkdir(parents=True, exist_ok=True)
     for dag_file in [*sorted((REPO_ROOT / "dags").glob("*.py")), *sorted((REPO_ROOT / "tests" / "dags").glob("*.py"))]:
@@ -98,7 +105,7 @@ def start_deployment(executor: str, root: Path, databases: MetadataDatabases) ->
         }
         with airflow_stack(root / "airflow", dags_folder=dags_folder(root), env=env, executor=executor,
                            databases=databases) as stack:
-            yield Deployment(executor, sim, stack, root, root / "token-cache")
+            yield Deployment(executor, sim, stack, root, root / "token-cache", stack.env[WAREHOUSE_CONN_ENV])
 
 
 @contextmanager
@@ -110,7 +117,8 @@ def start_default_install(executor: str, root: Path, databases: MetadataDatabase
         with airflow_stack(root / "airflow", dags_folder=REPO_ROOT / "dags", env=env, executor=executor,
                            databases=databases) as stack:
             # The README's default token cache: $AIRFLOW_HOME/zoho_crm_token_cache.
-            yield Deployment(executor, sim, stack, root, stack.home / "zoho_crm_token_cache")
+            yield Deployment(executor, sim, stack, root, stack.home / "zoho_crm_token_cache",
+                             stack.env[WAREHOUSE_CONN_ENV])
 
 
 @pytest.fixture(scope="session")

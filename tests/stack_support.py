@@ -2,14 +2,16 @@
 or CeleryExecutor on the system PostgreSQL + Redis (production-shaped).
 
 Every deployment's metadata database is a copy of one migrated template per server and session
-(:class:`~include.devtools.metadata_db.MetadataDatabases`), so a deployment starts without migrating.
+(:class:`~include.devtools.metadata_db.MetadataDatabases`), so a deployment starts without migrating; its warehouse
+database (where the shipped DAGs load their tables, connection ``zoho_crm_warehouse``) is a fresh, empty one on the
+same server.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import psutil
@@ -17,6 +19,7 @@ import pytest
 import redis
 
 from include.devtools.airflow_stack import AirflowStack, service_reachable
+from include.devtools.local_setup import WAREHOUSE_CONN_ENV
 from include.devtools.metadata_db import EmbeddedPostgres, MetadataDatabases
 
 SYSTEM_POSTGRES_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
@@ -97,9 +100,12 @@ def airflow_stack(
 ) -> Iterator[AirflowStack]:
     """``local``: LocalExecutor. ``celery``: CeleryExecutor with 2 workers and a Redis broker.
 
-    The metadata database is a fresh copy of ``databases``' template; ``options`` go to :class:`AirflowStack`.
+    The metadata database is a fresh copy of ``databases``' template, the warehouse a fresh database on the same
+    server (``stack.env[WAREHOUSE_CONN_ENV]``) unless ``env`` names one; ``options`` go to :class:`AirflowStack`.
     """
-    with databases.database() as database_url:
+    with databases.database() as database_url, ExitStack() as warehouse:
+        if WAREHOUSE_CONN_ENV not in env:
+            env = {**env, WAREHOUSE_CONN_ENV: warehouse.enter_context(databases.warehouse())}
         if executor == "local":
             with AirflowStack(home, dags_folder=dags_folder, env=env, database_url=database_url, migrate=False,
                               **options) as stack:

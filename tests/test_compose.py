@@ -241,6 +241,56 @@ def test_init_writes_the_admin_password_file_the_api_server_reads(
     assert list(tmp_path.iterdir()) == [target], "no temporary file left behind"
 
 
+def _warehouse_uri(common: dict[str, Any]) -> str:
+    template = common["environment"]["AIRFLOW_CONN_ZOHO_CRM_WAREHOUSE"]
+    assert template.startswith("${ZOHO_CRM_WAREHOUSE_CONNECTION:-"), "ZOHO_CRM_WAREHOUSE_CONNECTION must override it"
+    return _compose_default(template)
+
+
+def test_the_warehouse_connection_is_a_database_of_its_own_on_the_postgres_service(
+    services: dict[str, Any], common: dict[str, Any]
+) -> None:
+    from airflow.sdk import Connection
+
+    dag_config = json.loads((ROOT / "include" / "config" / "zoho_crm_exports.json").read_text())
+    conn_id = dag_config["warehouse_conn_id"]
+    assert f"AIRFLOW_CONN_{conn_id.upper()}" == "AIRFLOW_CONN_ZOHO_CRM_WAREHOUSE", "the shipped DAGs' connection"
+    conn = Connection.from_uri(_warehouse_uri(common), conn_id=conn_id)
+    postgres = services["postgres"]["environment"]
+    metadata = urlsplit(common["environment"]["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"])
+    assert conn.conn_type == "postgres" and (conn.host, conn.port) == ("postgres", 5432)
+    assert (conn.login, conn.password) == (postgres["POSTGRES_USER"], postgres["POSTGRES_PASSWORD"])
+    assert conn.schema == "zoho_crm_warehouse" != metadata.path.lstrip("/") == postgres["POSTGRES_DB"]
+
+
+def test_init_creates_the_warehouse_database_once(services: dict[str, Any]) -> None:
+    """The init step's code, run for real against the local PostgreSQL service (skipped without it)."""
+    import uuid
+
+    import psycopg
+
+    script = _init_script(services).replace("$$", "$")
+    lines = [line.strip() for line in script.splitlines()]
+    creator = re.search(r"/entrypoint python - <<'WAREHOUSE'\n(?P<code>.*?)\nWAREHOUSE\n", script, re.S)
+    assert creator, "the init script has no warehouse database step"
+    assert lines.index("/entrypoint airflow db migrate") < lines.index("/entrypoint python - <<'WAREHOUSE'")
+    try:
+        admin = psycopg.connect("host=127.0.0.1 port=5432 user=postgres dbname=postgres connect_timeout=5",
+                                autocommit=True)
+    except psycopg.OperationalError as exc:
+        pytest.skip(f"PostgreSQL not reachable on 127.0.0.1:5432 ({exc.__class__.__name__})")
+    name = f"zoho_compose_warehouse_{uuid.uuid4().hex[:8]}"
+    env = {"AIRFLOW_CONN_ZOHO_CRM_WAREHOUSE": f"postgres://postgres@127.0.0.1:5432/{name}"}
+    with admin:
+        try:
+            outputs = [subprocess.run([sys.executable, "-c", creator["code"]], env=env, text=True,
+                                      capture_output=True, check=True).stdout for _ in range(2)]
+            assert outputs == [f"Warehouse database {name} created\n", f"Warehouse database {name} exists\n"]
+            assert admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
+        finally:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 def test_dockerfile_airflow_version_matches_requirements() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
     base = re.search(r"^FROM\s+apache/airflow:(?P<airflow>\d+\.\d+\.\d+)-python(?P<python>\d+\.\d+)\s*$",

@@ -4,7 +4,9 @@
 - the Airflow connection exactly as the README documents it (client id, secret, refresh token, data centre,
   environment), plus only the two host overrides that reach the simulator;
 - Airflow's metadata database on the embedded PostgreSQL server (``include/devtools/metadata_db.py``) in
-  ``$AIRFLOW_HOME/postgres``, LocalExecutor, the shipped ``dags/`` and ``include/config/pools.json``.
+  ``$AIRFLOW_HOME/postgres``, LocalExecutor, the shipped ``dags/`` and ``include/config/pools.json``;
+- the warehouse the shipped DAGs load their tables into: database ``zoho_crm_warehouse`` of its own on the same
+  server, as connection ``zoho_crm_warehouse`` (``AIRFLOW_CONN_ZOHO_CRM_WAREHOUSE``, a ``postgres://`` URI).
 """
 
 from __future__ import annotations
@@ -21,6 +23,10 @@ from include.devtools.metadata_db import EmbeddedPostgres
 from include.devtools.zoho_simulator.process import SimulatorProcess
 
 METADATA_DATABASE = "airflow"
+WAREHOUSE_DATABASE = "zoho_crm_warehouse"
+WAREHOUSE_CONN_ID = "zoho_crm_warehouse"
+"""The shipped DAGs' ``warehouse_conn_id`` (``include/config/zoho_crm_exports.json``)."""
+WAREHOUSE_CONN_ENV = f"AIRFLOW_CONN_{WAREHOUSE_CONN_ID.upper()}"
 DEMO_SIMULATOR_OPTIONS: dict[str, Any] = {
     "records": {"Leads": 2500, "Events": 150},
     "per_page_csv": 1000,
@@ -43,8 +49,18 @@ def metadata_server(home: Path) -> EmbeddedPostgres:
     return EmbeddedPostgres(home / "postgres")
 
 
-def default_install_env(home: Path, database_url: str, export_dir: Path) -> dict[str, str]:
-    """Airflow settings of the default install (what `make airflow` and `make demo` run with)."""
+def default_install_env(
+    home: Path, database_url: str, export_dir: Path, warehouse_uri: str | None = None
+) -> dict[str, str]:
+    """Airflow settings of the default install (what `make airflow` and `make demo` run with).
+
+    :param home: ``AIRFLOW_HOME``.
+    :param database_url: the metadata database's SQLAlchemy URL.
+    :param export_dir: ``ZOHO_EXPORT_DIR``.
+    :param warehouse_uri: the warehouse connection's ``postgres://`` URI (:data:`WAREHOUSE_CONN_ENV`); the shipped
+        DAGs' load tasks fail without it.
+    """
+    warehouse = {WAREHOUSE_CONN_ENV: warehouse_uri} if warehouse_uri else {}
     return {
         "AIRFLOW_HOME": str(home),
         # standalone starts its components as `airflow ...` found on PATH: the project's virtualenv first.
@@ -56,6 +72,7 @@ def default_install_env(home: Path, database_url: str, export_dir: Path) -> dict
         "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": database_url,
         "ZOHO_EXPORT_DIR": str(export_dir),
+        **warehouse,
         **DEFAULT_INSTALL_SETTINGS,
     }
 
@@ -68,21 +85,24 @@ class DefaultInstall:
     export_dir: Path
     database: EmbeddedPostgres
     database_url: str
+    warehouse_uri: str
     sim: SimulatorProcess
     env: dict[str, str]
 
 
 @contextmanager
 def default_install() -> Iterator[DefaultInstall]:
-    """Start the default install's PostgreSQL server (its ``airflow`` database created once) and the simulator in
-    ``$AIRFLOW_HOME`` (default ``.airflow``), exports under ``$ZOHO_EXPORT_DIR`` (default ``output``); stop both
-    on exit."""
+    """Start the default install's PostgreSQL server (its ``airflow`` and ``zoho_crm_warehouse`` databases created
+    once) and the simulator in ``$AIRFLOW_HOME`` (default ``.airflow``), exports under ``$ZOHO_EXPORT_DIR`` (default
+    ``output``); stop both on exit."""
     home = airflow_home()
     home.mkdir(parents=True, exist_ok=True)
     export_dir = Path(os.environ.get("ZOHO_EXPORT_DIR") or REPO_ROOT / "output").resolve()
     with metadata_server(home) as database, SimulatorProcess(**DEMO_SIMULATOR_OPTIONS) as sim:
         database.ensure_database(METADATA_DATABASE)
+        database.ensure_database(WAREHOUSE_DATABASE)
         url = database.sqlalchemy_url(METADATA_DATABASE)
-        env = default_install_env(home, url, export_dir)
+        warehouse = database.postgres_uri(WAREHOUSE_DATABASE)
+        env = default_install_env(home, url, export_dir, warehouse)
         env.update([sim.env_var(conn_type="http")])  # the README's HTTP-type connection
-        yield DefaultInstall(home, export_dir, database, url, sim, env)
+        yield DefaultInstall(home, export_dir, database, url, warehouse, sim, env)

