@@ -14,9 +14,11 @@ Plain code (no Airflow): :mod:`zoho_crm.export.tasks` decides the plan in ``reso
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from zoho_crm.export.records import TIME_FIELD, ExportRun, ExportStepError
@@ -120,9 +122,10 @@ def needs_full_load(conn: Any, module: str, target: str) -> bool:
     return state is None or state.full_load_done_at is None
 
 
-def published_pages(run: ExportRun) -> tuple[dict[str, Any], list[Any]]:
-    """The manifest the run key's pointer names (read through the store) and the local paths of its data files,
-    each checked against the manifest's sha256.
+@contextmanager
+def published_pages(run: ExportRun) -> Iterator[tuple[dict[str, Any], list[Path]]]:
+    """The manifest the run key's pointer names (read through the store) and local copies of its data files for
+    the ``with`` block (on disk the store's own files), each checked against the manifest's sha256.
 
     :param run: the export run.
     :raises ExportStepError: no published export, or a file that is not the published one.
@@ -135,15 +138,21 @@ def published_pages(run: ExportRun) -> tuple[dict[str, Any], list[Any]]:
     if manifest.get("run_id") != run.run_id:
         log.info("The export of %s was published again by run %s since: loading that one (the newest)",
                  run.run_key, manifest.get("run_id"))
-    paths = []
-    for page in manifest["pages"]:
-        path = store.local_path(f"{run.final}/{page['file']}")
-        actual = file_sha256(path) if path.is_file() else "(missing)"
-        if actual != page["sha256"]:
-            raise ExportStepError(f"page {page['page']} of {store.address(run.final)}: {path} has sha256 {actual}, "
-                                  f"the manifest says {page['sha256']}: publish the export again (clear the run)")
-        paths.append(path)
-    return manifest, paths
+    with ExitStack() as local:
+        paths = []
+        for page in manifest["pages"]:
+            key = f"{run.final}/{page['file']}"
+            try:
+                path = local.enter_context(store.read_local(key))
+            except FileNotFoundError:
+                path = None
+            actual = file_sha256(path) if path is not None else "(missing)"
+            if actual != page["sha256"]:
+                raise ExportStepError(f"page {page['page']} of {store.address(run.final)}: {store.address(key)} has "
+                                      f"sha256 {actual}, the manifest says {page['sha256']}: publish the export "
+                                      "again (clear the run)")
+            paths.append(path)
+        yield manifest, paths
 
 
 def load_published(
@@ -158,19 +167,19 @@ def load_published(
     """
     from zoho_crm.tables.warehouse import load_export
 
-    manifest, paths = published_pages(run)
     interval_end = datetime.fromisoformat(plan.interval_end) if plan.interval_end else None
-    result = load_export(
-        conn, paths, field_metadata, module=run.query.module, run_key=run.run_key, target=plan.target,
-        field_subset=bool(manifest.get("fields")), interval_end=interval_end,
-        full_load=bool(manifest.get("full_load", plan.full_load)),
-    )
+    with published_pages(run) as (manifest, paths):
+        full_load = bool(manifest.get("full_load", plan.full_load))
+        result = load_export(
+            conn, paths, field_metadata, module=run.query.module, run_key=run.run_key, target=plan.target,
+            field_subset=bool(manifest.get("fields")), interval_end=interval_end, full_load=full_load,
+        )
     return {
         "table": result.table,
         "module": run.query.module,
         "run_key": run.run_key,
         "version": manifest.get("version"),
-        "full_load": bool(manifest.get("full_load", plan.full_load)),
+        "full_load": full_load,
         "pages": result.pages,
         "records": result.records,
         "staged": result.staged,

@@ -118,13 +118,15 @@ def parquet_page(page: PageRecord, run: ExportRun, *, field_metadata: list[dict]
 
     store = open_store(run.store)
     data = page.data_file
-    parquet_path = f"{Path(data.path).parent.as_posix()}/{page.job_id}.parquet"
-    try:
-        written = write_page_parquet(store.local_path(run.staged(data.path)),
-                                     store.local_path(run.staged(parquet_path)), field_metadata)
-    except ParquetConversionError as err:
-        raise ExportStepError(f"{page.owner}: {err}") from err
-    return page.with_files(**{PARQUET: StoredFile(parquet_path, written.sha256)})
+    page_dir = Path(data.path).parent.as_posix()
+    name = f"{page.job_id}.parquet"
+    # Through the seam: a local copy of the page and a local folder whose file lands beside it in the store.
+    with store.read_local(run.staged(data.path)) as csv_path, store.write_local(run.staged(page_dir)) as out:
+        try:
+            written = write_page_parquet(csv_path, out / name, field_metadata)
+        except ParquetConversionError as err:
+            raise ExportStepError(f"{page.owner}: {err}") from err
+    return page.with_files(**{PARQUET: StoredFile(f"{page_dir}/{name}", written.sha256)})
 
 
 def export_schema(run: ExportRun, pages: Sequence[PageRecord]) -> dict[str, Any] | None:
@@ -142,7 +144,8 @@ def export_schema(run: ExportRun, pages: Sequence[PageRecord]) -> dict[str, Any]
         stored = page.files.get(PARQUET)
         if stored is None:
             continue
-        metadata = parquet.pq.read_schema(store.local_path(run.staged(stored.path))).metadata or {}
+        with store.read_local(run.staged(stored.path)) as path:
+            metadata = parquet.pq.read_schema(path).metadata or {}
         schema = json.loads(metadata[parquet.SCHEMA_METADATA_KEY])
         if found is None:
             found = schema
