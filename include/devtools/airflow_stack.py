@@ -94,6 +94,8 @@ class AirflowStack:
             "AIRFLOW_HOME": str(self.home),
             "PYTHONPATH": os.pathsep.join([str(REPO_ROOT / "plugins"), str(REPO_ROOT)]),
             "AIRFLOW__CORE__DAGS_FOLDER": str(Path(dags_folder).resolve()),
+            # DAG files copied out of the project (the harness's test DAG folders) find its export settings.
+            "ZOHO_CRM_EXPORTS_CONFIG": str(REPO_ROOT / "include" / "config" / "zoho_crm_exports.json"),
             "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO_ROOT / "plugins"),
             "AIRFLOW__CORE__EXECUTOR": executor,
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",

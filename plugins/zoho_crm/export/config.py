@@ -1,28 +1,35 @@
 """The deployment's export settings (``include/config/zoho_crm_exports.json``): custom modules, pool, connection,
-the warehouse the exports are loaded into and the scheduled exports. The DAG files say where the file is; nothing
-in the package guesses it."""
+the warehouse the exports are loaded into and the scheduled exports. ``$ZOHO_CRM_EXPORTS_CONFIG`` names the file, else
+the DAG files' default beside ``dags/`` is used; nothing in the package guesses it."""
 
 from __future__ import annotations
 
 import json
+import os
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from zoho_crm.export.load import DEFAULT_LOAD_LOOKBACK
 
+CONFIG_ENV = "ZOHO_CRM_EXPORTS_CONFIG"
 
-def load_export_config(path: Path) -> dict[str, Any]:
-    """Read the export settings at ``path``; a missing or malformed file fails with what to fix.
 
-    :param path: the JSON file (``custom_modules``, ``pool``, ``zoho_conn_id``, ``exports``; optional
+def load_export_config(default: Path) -> dict[str, Any]:
+    """Read the export settings (``$ZOHO_CRM_EXPORTS_CONFIG``, else ``default``); a missing or malformed file
+    fails with what to fix.
+
+    :param default: the JSON file used when the environment names none (``custom_modules``, ``pool``, ``zoho_conn_id``, ``exports``; optional
         ``warehouse_conn_id``, the Postgres connection the CSV exports are loaded into, null or absent for none,
         and ``load_lookback_minutes``, the incremental runs' look-back).
     """
+    path = Path(os.environ.get(CONFIG_ENV) or default)
     try:
         config = json.loads(Path(path).read_text(encoding="utf-8"))
     except OSError as err:
-        raise FileNotFoundError(f"export settings {path} cannot be read ({err.strerror}): restore the file") from None
+        raise FileNotFoundError(
+            f"export settings {path} cannot be read ({err.strerror}): restore the file or set {CONFIG_ENV} to its path"
+        ) from None
     except ValueError as err:
         raise ValueError(f"export settings {path} are not valid JSON ({err}): fix the file") from None
     missing = [key for key in ("custom_modules", "pool", "zoho_conn_id", "exports") if key not in config]
