@@ -23,7 +23,7 @@ from tests.local_http import QuietHandler, serving
 from tests.simulator_fixtures import start_simulator
 from zoho_crm.api.errors import ZohoError
 from zoho_crm.api.query import build_bulk_read_body
-from zoho_crm.hooks.token_cache import AccessToken, TokenCache, _Memory
+from zoho_crm.hooks.token_cache import AccessToken, FileTokenStore, TokenCache, _Memory
 from zoho_crm.hooks.zoho_crm import ZohoCRMHook
 
 FAST = {"retry_attempts": 2, "retry_min_wait": 0.01, "retry_max_wait": 0.05}
@@ -100,8 +100,9 @@ def test_expired_token_is_refreshed_before_use(monkeypatch, tmp_path):
         hook = ZohoCRMHook()
         job_id = hook.create_bulk_read_job(build_bulk_read_body("Leads"))["id"]
         first = hook.get_access_token()
-        cached = TokenCache(tmp_path / "cache", accounts_url=sim.url, client_id="1000.SIMULATOR",
-                            client_secret=CLIENT_SECRET, refresh_token=REFRESH_TOKEN)._read()
+        cached = TokenCache(FileTokenStore(tmp_path / "cache"), accounts_url=sim.url,
+                            client_id="1000.SIMULATOR", client_secret=CLIENT_SECRET,
+                            refresh_token=REFRESH_TOKEN)._read()
         assert cached is not None and cached.expires_at - cached.issued_at == pytest.approx(2)
         wait_for(lambda: not cached.is_fresh(), what="token past its reuse margin")
         assert hook.get_bulk_read_job(job_id)["id"] == job_id
@@ -111,8 +112,8 @@ def test_expired_token_is_refreshed_before_use(monkeypatch, tmp_path):
 
 
 def test_unknown_token_in_cache_gets_invalid_token_then_recovers(zoho_conn, tmp_path):
-    cache = TokenCache(tmp_path / "token-cache", accounts_url=zoho_conn.url, client_id="1000.SIMULATOR",
-                       client_secret=CLIENT_SECRET, refresh_token=REFRESH_TOKEN)
+    cache = TokenCache(FileTokenStore(tmp_path / "token-cache"), accounts_url=zoho_conn.url,
+                       client_id="1000.SIMULATOR", client_secret=CLIENT_SECRET, refresh_token=REFRESH_TOKEN)
     now = time.time()
     cache.get(lambda: AccessToken("1000.forged.token", now, now + 3600, zoho_conn.url))
     hook = ZohoCRMHook()
@@ -158,14 +159,14 @@ def test_cache_file_is_encrypted_private_and_compare_and_invalidate(zoho_conn, t
     assert_no_secret(text, zoho_conn)
     assert zoho_conn.url not in text and "expires_at" not in text, "the whole entry is sealed, metadata included"
     assert not list((tmp_path / "token-cache").glob(".*.tmp")), "no temporary files left behind"
-    cache = TokenCache(tmp_path / "token-cache", accounts_url=zoho_conn.url, client_id="1000.SIMULATOR",
-                       client_secret=CLIENT_SECRET, refresh_token=REFRESH_TOKEN)
+    cache = TokenCache(FileTokenStore(tmp_path / "token-cache"), accounts_url=zoho_conn.url,
+                       client_id="1000.SIMULATOR", client_secret=CLIENT_SECRET, refresh_token=REFRESH_TOKEN)
     cache.invalidate("some-older-token")
     assert cache._read().token == token, "another token's rejection must not drop the current one"
     cache.invalidate(token)
     assert cache._read() is None
-    other = TokenCache(tmp_path / "token-cache", accounts_url=zoho_conn.url, client_id="1000.SIMULATOR",
-                       client_secret="another-secret", refresh_token=REFRESH_TOKEN)
+    other = TokenCache(FileTokenStore(tmp_path / "token-cache"), accounts_url=zoho_conn.url,
+                       client_id="1000.SIMULATOR", client_secret="another-secret", refresh_token=REFRESH_TOKEN)
     now = time.time()
     cache.get(lambda: AccessToken("tok-1", now, now + 3600))
     assert other._read() is None, "a file written under other credentials cannot be decrypted"

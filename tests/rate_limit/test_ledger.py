@@ -1,6 +1,6 @@
 """The download ledger: the rate limit's second line, shared by every process using the same credentials.
 
-Its rules on a fixed clock, then forked "task" processes downloading from the simulator over real HTTP with no
+Its rules on a fixed clock (on both backends: the file and the real Redis), then forked "task" processes downloading from the simulator over real HTTP with no
 pool at all: the ledger alone keeps them within the simulator's limit (its request log is the judge).
 """
 
@@ -10,41 +10,60 @@ import json
 import multiprocessing
 import os
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from include.devtools.zoho_simulator.process import SimulatorProcess
+from tests.hooks import redis_fixtures
+from tests.hooks.redis_fixtures import REDIS_CONN_ID
 from tests.hooks.zoho_conn import CONN_ENV
 from tests.operators.download_checks import assert_never_over_limit, download_log, next_request_seq
 from tests.operators.test_download_operator import completed_job, hook, operator, sim  # noqa: F401 - fixtures
 from zoho_crm.hooks.download import stream_to_file
 from zoho_crm.hooks.zoho_crm import ZohoCRMHook
-from zoho_crm.rate_limit.ledger import DownloadLedger
+from zoho_crm.rate_limit.ledger import DownloadLedger, FileDownloadLedger
+from zoho_crm.rate_limit.redis_ledger import RedisDownloadLedger
+
+redis_db, redis_state = redis_fixtures.redis_db, redis_fixtures.redis_state  # the fixtures
 
 WINDOW = 1.0  # the simulator's and the connection's (tests/operators/test_download_operator.py)
 
 
-def ledger(path: Path, limit: int = 2) -> DownloadLedger:
-    return DownloadLedger(path, "credentials", limit=limit, window=10, margin=0.5, unfinished_grace=5)
+def ledger(path: Path, limit: int = 2) -> FileDownloadLedger:
+    return FileDownloadLedger(path, "credentials", limit=limit, window=10, margin=0.5, unfinished_grace=5)
 
 
-def test_full_ledger_says_when_a_place_frees(tmp_path: Path) -> None:
-    first, second = ledger(tmp_path).reserve(now=0), ledger(tmp_path).reserve(now=1)
+@pytest.fixture(params=["file", "redis"])
+def ledgers(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[..., DownloadLedger]:
+    """Ledgers of one backend, each a fresh object (as in another process) on the same shared state."""
+    if request.param == "file":
+        return lambda identity="credentials", limit=2: FileDownloadLedger(
+            tmp_path, identity, limit=limit, window=10, margin=0.5, unfinished_grace=5
+        )
+    prefix = request.getfixturevalue("redis_state").prefix
+    return lambda identity="credentials", limit=2: RedisDownloadLedger(
+        REDIS_CONN_ID, identity, key_prefix=prefix, limit=limit, window=10, margin=0.5, unfinished_grace=5
+    )
+
+
+def test_full_ledger_says_when_a_place_frees(ledgers: Callable[..., DownloadLedger]) -> None:
+    first, second = ledgers().reserve(now=0), ledgers().reserve(now=1)
     assert first.request_id and second.request_id and first.request_id != second.request_id
-    full = ledger(tmp_path).reserve(now=2)
+    full = ledgers().reserve(now=2)
     # Unfinished requests count for window + margin + grace from their start: 0 + 10 + 0.5 + 5.
     assert (full.request_id, full.wait_seconds, full.in_window) == (None, 13.5, 2)
     # A finished request counts for window + margin from its end.
-    ledger(tmp_path).finish(first.request_id, ended_at=3)
-    assert ledger(tmp_path).reserve(now=4).wait_seconds == pytest.approx(9.5)
-    assert ledger(tmp_path).reserve(now=13.5).request_id
+    ledgers().finish(first.request_id, ended_at=3)
+    assert ledgers().reserve(now=4).wait_seconds == pytest.approx(9.5)
+    assert ledgers().reserve(now=13.5).request_id
 
 
-def test_each_credential_set_has_its_own_ledger(tmp_path: Path) -> None:
-    ours = ledger(tmp_path, limit=1)
-    other = DownloadLedger(tmp_path, "other org", limit=1, window=10, margin=0.5, unfinished_grace=5)
+def test_each_credential_set_has_its_own_ledger(ledgers: Callable[..., DownloadLedger]) -> None:
+    ours = ledgers(limit=1)
+    other = ledgers("other org", limit=1)
     assert ours.reserve(now=0).request_id and other.reserve(now=0).request_id
     assert ours.reserve(now=1).request_id is None
 

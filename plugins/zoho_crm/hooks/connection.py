@@ -127,6 +127,23 @@ def _positive(conn_id: str, name: str, value: Any, default: float) -> float:
     return number
 
 
+SHARED_STATE_BACKENDS = ("file", "redis")
+"""Where the token cache and the download ledger live: ``file`` (a directory, one host), ``redis`` (several hosts)."""
+SHARED_STATE_ENV = "ZOHO_CRM_SHARED_STATE"
+REDIS_CONN_ID_ENV = "ZOHO_CRM_REDIS_CONN_ID"
+REDIS_KEY_PREFIX_ENV = "ZOHO_CRM_REDIS_KEY_PREFIX"
+DEFAULT_REDIS_CONN_ID = "redis_default"
+DEFAULT_REDIS_KEY_PREFIX = "zoho_crm"
+
+
+def _deployment_setting(extra: dict[str, Any], name: str, env: str, default: str) -> str:
+    """The extra ``name``, else the deployment's ``$env``, else ``default`` (empty values count as unset)."""
+    value = extra.get(name)
+    if value in (None, ""):
+        value = os.environ.get(env) or default
+    return str(value).strip()
+
+
 DEFAULT_MAX_DOWNLOAD_BYTES = 2 * 2**30
 """Cap of one downloaded page (extra ``max_download_bytes``); a Bulk Read page holds at most 200,000 records."""
 
@@ -148,6 +165,9 @@ class ZohoConnectionConfig:
     download_window_seconds: float = 60.0
     token_cache_dir: str | None = None
     max_download_bytes: int = DEFAULT_MAX_DOWNLOAD_BYTES
+    shared_state: str = "file"
+    redis_conn_id: str = DEFAULT_REDIS_CONN_ID
+    redis_key_prefix: str = DEFAULT_REDIS_KEY_PREFIX
 
     @classmethod
     def from_connection(cls, conn: Any) -> ZohoConnectionConfig:
@@ -174,6 +194,13 @@ class ZohoConnectionConfig:
         api_version = str(extra.get("api_version") or "v8").lower()
         if api_version not in API_VERSIONS:
             raise _problem(conn_id, f"extra api_version {api_version!r} is unknown (use one of {', '.join(API_VERSIONS)})")
+        shared_state = _deployment_setting(extra, "shared_state", SHARED_STATE_ENV, "file").lower()
+        if shared_state not in SHARED_STATE_BACKENDS:
+            raise _problem(
+                conn_id, f"shared_state {shared_state!r} (extra, else ${SHARED_STATE_ENV}) is unknown: use file "
+                "(token cache and download ledger in token_cache_dir, one host) or redis (on the Redis connection "
+                "redis_conn_id, several hosts)",
+            )
         return cls(
             conn_id=conn_id,
             client_id=str(conn.login),
@@ -192,6 +219,11 @@ class ZohoConnectionConfig:
             max_download_bytes=int(_positive(
                 conn_id, "max_download_bytes", extra.get("max_download_bytes"), DEFAULT_MAX_DOWNLOAD_BYTES
             )),
+            shared_state=shared_state,
+            redis_conn_id=_deployment_setting(extra, "redis_conn_id", REDIS_CONN_ID_ENV, DEFAULT_REDIS_CONN_ID),
+            redis_key_prefix=_deployment_setting(
+                extra, "redis_key_prefix", REDIS_KEY_PREFIX_ENV, DEFAULT_REDIS_KEY_PREFIX
+            ),
         )
 
     @property
@@ -205,7 +237,8 @@ class ZohoConnectionConfig:
 
     @property
     def cache_dir(self) -> Path:
-        """Token cache dir: extra token_cache_dir, else $ZOHO_CRM_TOKEN_CACHE_DIR, else $AIRFLOW_HOME/zoho_crm_token_cache."""
+        """Token cache dir (the file backend's place, see :attr:`shared_state`): extra token_cache_dir, else
+        $ZOHO_CRM_TOKEN_CACHE_DIR, else $AIRFLOW_HOME/zoho_crm_token_cache."""
         if self.token_cache_dir:
             return Path(self.token_cache_dir).expanduser()
         if os.environ.get("ZOHO_CRM_TOKEN_CACHE_DIR"):

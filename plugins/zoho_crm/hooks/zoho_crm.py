@@ -139,26 +139,15 @@ class ZohoCRMHook(BaseHook):
         return self._config
 
     def _token_cache(self, config: ZohoConnectionConfig) -> TokenCache:
-        return TokenCache(
-            config.cache_dir,
-            accounts_url=config.accounts_url,
-            client_id=config.client_id,
-            client_secret=config.client_secret,
-            refresh_token=config.refresh_token,
-            accept=lambda token: token.api_domain is None or config.trusts_api_domain(token.api_domain),
-        )
+        from zoho_crm.hooks.shared_state import token_cache  # the connection picks the backend
+
+        return token_cache(config)
 
     def download_ledger(self, margin: float) -> DownloadLedger:
         """The ledger of recent download requests made with this connection's credentials (see download_ledger)."""
-        config = self.config
-        return DownloadLedger(
-            config.cache_dir,
-            "\n".join((config.accounts_url, config.client_id, config.refresh_token)),
-            limit=config.download_limit,
-            window=config.download_window_seconds,
-            margin=margin,
-            unfinished_grace=self.timeout,
-        )
+        from zoho_crm.hooks.shared_state import download_ledger  # the connection picks the backend
+
+        return download_ledger(self.config, margin=margin, unfinished_grace=self.timeout)
 
     def _retrying(self) -> dict[str, Any]:
         return {

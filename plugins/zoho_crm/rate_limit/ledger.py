@@ -9,8 +9,10 @@ An entry counts until ``time + window + margin``: ``time`` is the request's star
 its answer (or error) arrived, after Zoho saw it: the same anchor as the pool hold. The entry of a request that
 never finished (its process died) counts for ``unfinished_grace`` seconds more (the request timeout), because Zoho
 may have received it that much later.
-The ledger lives next to the token cache (``token_cache_dir``, one per deployment; shared across hosts when the
-token cache is). It is read and rewritten under an exclusive ``fcntl.flock``, and written atomically.
+The ledger lives where the token cache does (one per deployment): :class:`FileDownloadLedger` in ``token_cache_dir``,
+read and rewritten under an exclusive ``fcntl.flock`` and written atomically (one host, or a volume every host
+mounts); ``zoho_crm.rate_limit.redis_ledger.RedisDownloadLedger`` on Redis (several hosts, no shared filesystem).
+The connection picks one (``zoho_crm.hooks.shared_state``).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import logging
 import os
 import secrets
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,8 +44,51 @@ class Reservation:
     in_window: int = 0
 
 
-class DownloadLedger:
-    """At most ``limit`` download requests per ``window`` seconds, across processes sharing ``cache_dir``."""
+class DownloadLedger(ABC):
+    """At most ``limit`` download requests per ``window`` seconds, across every process using the same credentials.
+
+    :param identity: the credentials (accounts host, client id, refresh token): each set has its own ledger,
+        named by its sha256.
+    :param limit: requests allowed per window (the connection's ``download_limit``).
+    :param window: the window, seconds.
+    :param margin: how long past its window an entry still counts (clock and network slack).
+    :param unfinished_grace: how much longer a request that never finished counts (the request timeout).
+    """
+
+    def __init__(self, identity: str, *, limit: int, window: float, margin: float, unfinished_grace: float) -> None:
+        if limit < 1 or window <= 0:
+            raise ValueError(f"download limit must be >= 1 and window > 0, got {limit} per {window} s")
+        self.name = hashlib.sha256(identity.encode()).hexdigest()
+        self.limit = limit
+        self.window = window
+        self.margin = margin
+        self.unfinished_grace = unfinished_grace
+
+    def expires(self, time_: float, *, finished: bool) -> float:
+        """When an entry anchored at ``time_`` stops counting."""
+        return time_ + self.window + self.margin + (0.0 if finished else self.unfinished_grace)
+
+    @abstractmethod
+    def reserve(self, now: float | None = None) -> Reservation:
+        """Record a request starting now if fewer than ``limit`` are in the window; else say how long to wait.
+
+        :param now: epoch seconds (default: the clock).
+        """
+
+    @abstractmethod
+    def finish(self, request_id: str, ended_at: float | None = None) -> None:
+        """The request was answered or failed (Zoho has seen it, if ever): it counts for a window from ``ended_at``.
+
+        :param request_id: the reservation's id.
+        :param ended_at: epoch seconds of the answer or error (default: the clock).
+        """
+
+
+class FileDownloadLedger(DownloadLedger):
+    """The ledger as a JSON file ``<name>.downloads.json`` in ``cache_dir``, under ``flock``.
+
+    :param cache_dir: the directory (the token cache's), created on first use.
+    """
 
     def __init__(
         self,
@@ -54,15 +100,9 @@ class DownloadLedger:
         margin: float,
         unfinished_grace: float,
     ) -> None:
-        if limit < 1 or window <= 0:
-            raise ValueError(f"download limit must be >= 1 and window > 0, got {limit} per {window} s")
-        name = hashlib.sha256(identity.encode()).hexdigest()
-        self.path = Path(cache_dir) / f"{name}.downloads.json"
-        self.lock_path = Path(cache_dir) / f"{name}.downloads.lock"
-        self.limit = limit
-        self.window = window
-        self.margin = margin
-        self.unfinished_grace = unfinished_grace
+        super().__init__(identity, limit=limit, window=window, margin=margin, unfinished_grace=unfinished_grace)
+        self.path = Path(cache_dir) / f"{self.name}.downloads.json"
+        self.lock_path = Path(cache_dir) / f"{self.name}.downloads.lock"
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[dict[str, dict]]:
@@ -87,11 +127,9 @@ class DownloadLedger:
         return entries if isinstance(entries, dict) else {}
 
     def _expires(self, entry: dict) -> float:
-        grace = 0.0 if entry.get("finished") else self.unfinished_grace
-        return float(entry.get("time", 0.0)) + self.window + self.margin + grace
+        return self.expires(float(entry.get("time", 0.0)), finished=bool(entry.get("finished")))
 
     def reserve(self, now: float | None = None) -> Reservation:
-        """Record a request starting now if fewer than ``limit`` are in the window; else say how long to wait."""
         with self._locked() as entries:
             now = time.time() if now is None else now
             for request_id in [key for key, entry in entries.items() if self._expires(entry) <= now]:
@@ -104,6 +142,5 @@ class DownloadLedger:
             return Reservation(request_id, 0.0, len(entries))
 
     def finish(self, request_id: str, ended_at: float | None = None) -> None:
-        """The request was answered or failed (Zoho has seen it, if ever): it counts for a window from ``ended_at``."""
         with self._locked() as entries:
             entries[request_id] = {"time": time.time() if ended_at is None else ended_at, "finished": True}
