@@ -13,6 +13,7 @@ import time
 import urllib.parse
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Any, TypeVar
 
 import aiohttp
@@ -47,6 +48,9 @@ TEST_TIMEOUT_SECONDS = 15.0
 """Timeout of each request of :meth:`ZohoCRMHook.test_connection` (one attempt each: a person waits for it)."""
 TEST_MODULE = "Leads"
 """The module whose field metadata :meth:`ZohoCRMHook.test_connection` reads (every org has Leads)."""
+DELETED_TYPES = ("all", "recycle", "permanent")
+DELETED_PER_PAGE_MAX = 200
+"""Entries per page of Zoho's Deleted Records API at most."""
 
 
 def _decode(response: requests.Response) -> Any:
@@ -497,6 +501,79 @@ class ZohoCRMHook(BaseHook):
         if not isinstance(fields, list):
             raise ZohoTransientError(f"Unexpected field metadata answer for {module}", code="UNEXPECTED_ANSWER")
         return fields
+
+    def get_deleted_records(
+        self, module: str, *, since: datetime | None, type: str = "all", per_page: int = DELETED_PER_PAGE_MAX
+    ) -> list[dict]:
+        """The module's deleted records (``GET /crm/{v}/{module}/deleted``), every page in one pass.
+
+        These calls cost API credits: call this once per sync. Each page is one call with the usual token refresh
+        and retries; HTTP 204 (nothing deleted) is an empty list.
+
+        :param module: the module API name (e.g. ``Leads``).
+        :param since: only deletions after this moment (``If-Modified-Since``, timezone-aware); None: all.
+        :param type: ``all``, ``recycle`` (still in the recycle bin) or ``permanent``.
+        :param per_page: entries per page, 1 to 200.
+        :raises ValueError: a bad argument (naming it and what is allowed).
+        """
+        if type not in DELETED_TYPES:
+            raise ValueError(f"type {type!r} is not one of {', '.join(DELETED_TYPES)}")
+        if not isinstance(per_page, int) or not 1 <= per_page <= DELETED_PER_PAGE_MAX:
+            raise ValueError(f"per_page must be an integer from 1 to {DELETED_PER_PAGE_MAX}, got {per_page!r}")
+        if since is not None and (not isinstance(since, datetime) or since.utcoffset() is None):
+            raise ValueError(f"since must be a timezone-aware datetime (or None for every deletion), got {since!r}")
+        path = f"/crm/{self.config.api_version}/{urllib.parse.quote(module, safe='')}/deleted"
+        headers = {} if since is None else {"If-Modified-Since": since.isoformat(timespec="seconds")}
+        scopes = [f"ZohoCRM.modules.{module.lower()}.READ"]
+
+        def send(token: AccessToken, page: int) -> Any:
+            base = self.config.api_base(token.api_domain)
+            try:
+                response = BaseUrlHttpHook(base, "GET", self.zoho_conn_id).run(
+                    path,
+                    data={"type": type, "page": page, "per_page": per_page},
+                    headers={**self._auth_headers(token.token), **headers},
+                    extra_options={"check_response": False, "timeout": self.timeout},
+                )
+            except requests.RequestException as exc:
+                raise self._connection_error(exc, base + path) from None
+            if response.status_code == 204:
+                return None
+            answer = _decode(response)
+            if response.status_code >= 300:
+                raise error_from_response(
+                    response.status_code, answer, module=module, scopes=scopes, secrets=self._secrets(token.token)
+                )
+            return answer
+
+        def attempt(page: int) -> Any:
+            token = self._token()
+            try:
+                return send(token, page)
+            except ZohoAuthError as err:
+                if not err.is_token_rejected:
+                    raise
+                self.log.warning("Zoho rejected the access token (%s): refreshing once and retrying", err.code)
+                self.invalidate_token(token.token)
+                return send(self._token(), page)
+
+        entries: list[dict] = []
+        page = 1
+        while True:
+            answer = self._with_retries(lambda page=page: attempt(page))
+            if answer is None:
+                break
+            data = answer.get("data") if isinstance(answer, dict) else None
+            info = answer.get("info") if isinstance(answer, dict) else None
+            if not isinstance(data, list) or not isinstance(info, dict):
+                raise ZohoTransientError(f"Unexpected deleted records answer for {module} (page {page})",
+                                         code="UNEXPECTED_ANSWER")
+            entries += [entry for entry in data if isinstance(entry, dict)]
+            if not info.get("more_records") or not data:
+                break
+            page += 1
+        self.log.info("Read %d deleted %s records since %s in %d call(s)", len(entries), module, since or "ever", page)
+        return entries
 
     @contextmanager
     def open_download(self, job_id: str, token: AccessToken | None = None) -> Iterator[requests.Response]:
