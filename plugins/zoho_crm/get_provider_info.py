@@ -76,6 +76,25 @@ CONN_FIELDS: dict[str, dict[str, Any]] = {
         "$ZOHO_CRM_TOKEN_CACHE_DIR or $AIRFLOW_HOME/zoho_crm_token_cache).",
         "schema": {"type": ["string", "null"]},
     },
+    "shared_state": {
+        "label": "Shared state",
+        "description": "Optional: where the token cache and the download ledger live: file (the token cache "
+        "directory; one host) or redis (the Redis connection below; workers on several hosts sharing no "
+        "directory). Empty: $ZOHO_CRM_SHARED_STATE, else file.",
+        "schema": {"type": ["string", "null"]},
+    },
+    "redis_conn_id": {
+        "label": "Redis connection id",
+        "description": "Optional, for shared state redis: the Airflow connection (type Redis) of the server "
+        "(empty: $ZOHO_CRM_REDIS_CONN_ID, else redis_default).",
+        "schema": {"type": ["string", "null"]},
+    },
+    "redis_key_prefix": {
+        "label": "Redis key prefix",
+        "description": "Optional, for shared state redis: the prefix of its keys (empty: "
+        "$ZOHO_CRM_REDIS_KEY_PREFIX, else zoho_crm).",
+        "schema": {"type": ["string", "null"]},
+    },
 }
 """The form's fields; each value is stored in the connection's extra under its name."""
 
@@ -87,6 +106,8 @@ UI_FIELD_BEHAVIOUR: dict[str, Any] = {
         "refresh_token": "1000.xxxx.yyyy",
         "api_domain": "https://www.zohoapis.com",
         "accounts_url": "https://accounts.zoho.com",
+        "shared_state": "file",
+        "redis_conn_id": "redis_default",
     },
 }
 
