@@ -37,6 +37,7 @@ sim: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/bench_validation.py
 	$(BIN)/python bench/bench_download.py
+	$(BIN)/python bench/bench_tables.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
