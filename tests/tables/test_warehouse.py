@@ -16,6 +16,7 @@ from psycopg import sql
 
 from include.devtools.zoho_simulator.data import MODULES
 from tests.tables.pages import NEWER, metadata, write_page
+from zoho_crm.tables.names import BOOKKEEPING
 from zoho_crm.tables.parquet import write_page_parquet
 from zoho_crm.tables.warehouse import SchemaChangeError, WarehouseLoadError, load_export, read_sync_state
 
@@ -73,7 +74,7 @@ def test_older_versions_never_replace_newer_ones(conn, tmp_path: Path):
     load(conn, old, run_key="old")
     forward = load(conn, new, run_key="new")
     assert (forward.inserted, forward.updated, forward.skipped) == (0, 200, 0)
-    assert values_without_bookkeeping(conn) == [r[:-2] for r in newest]
+    assert values_without_bookkeeping(conn) == [r[:-len(BOOKKEEPING)] for r in newest]
 
 
 def test_overlapping_intervals_merge_without_duplicates(conn, tmp_path: Path):

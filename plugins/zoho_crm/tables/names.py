@@ -12,6 +12,10 @@ ID = "id"
 MODIFIED_TIME = "Modified_Time"
 SYNCED_AT = "_zoho_synced_at"
 RUN_KEY = "_zoho_run_key"
+DELETED_AT = "_zoho_deleted_at"
+DELETED_BY = "_zoho_deleted_by"
+BOOKKEEPING = (DELETED_AT, DELETED_BY, SYNCED_AT, RUN_KEY)
+"""Columns of every table beside the exported ones, in table order (never nulled or written by an export)."""
 MAX_IDENTIFIER_BYTES = 63  # PostgreSQL truncates longer names, which could make two columns one
 
 _MODULE = re.compile(r"[A-Za-z][A-Za-z0-9_]*")

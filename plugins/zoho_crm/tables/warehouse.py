@@ -10,7 +10,10 @@ One transaction per export, serialised per table with ``pg_advisory_xact_lock``:
    never overwrite newer data and the same interval loaded twice leaves the same table. An all-fields export
    sets the table's columns it no longer exports (fields removed in Zoho) to null; a field-subset export only
    writes its own columns;
-4. the export's sync state (``zoho_crm._sync_state``) is updated.
+4. deletions (:mod:`zoho_crm.tables.deletions`): rows of records the export has with a ``Modified_Time`` after
+   their deletion are live again; the Deleted Records API's entries mark rows (``_zoho_deleted_at``,
+   ``_zoho_deleted_by``) or remove them; an unfiltered full export can reconcile (every live row it lacks is deleted);
+5. the export's sync state (``zoho_crm._sync_state``) is updated, with the deletion watermark (``deleted_since``).
 
 Anything failing rolls the whole transaction back: the table is as it was before the export.
 Use the connection of ``PostgresHook(postgres_conn_id).get_conn()`` (psycopg 3 with SQLAlchemy 2).
@@ -28,7 +31,18 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import tuple_row
 
+from zoho_crm.tables.deletions import (
+    DELETION_MODES,
+    MARK,
+    Deletion,
+    DeletionSteps,
+    deleted_index_name,
+    parse_deletions,
+)
 from zoho_crm.tables.names import (
+    BOOKKEEPING,
+    DELETED_AT,
+    DELETED_BY,
     ID,
     MODIFIED_TIME,
     RUN_KEY,
@@ -77,6 +91,14 @@ class LoadResult:
     """(column, old type, new type) of every column widened by this load."""
     nulled_columns: tuple[str, ...] = field(default=())
     """Columns of the table this all-fields export no longer has: null in every row it wrote."""
+    marked_deleted: int = 0
+    """Rows marked deleted (``_zoho_deleted_at`` set) by the deletions given or the reconcile."""
+    removed: int = 0
+    """Rows removed (``deletion_mode="remove"``) by the deletions given or the reconcile."""
+    restored: int = 0
+    """Rows marked deleted that this export has with a newer ``Modified_Time``: live again."""
+    deleted_since: datetime | None = None
+    """The latest ``deleted_time`` of the deletions given (the sync state keeps the latest of all loads)."""
 
 
 @dataclass(frozen=True)
@@ -89,6 +111,8 @@ class SyncState:
     full_load_done_at: datetime | None
     last_run_key: str
     updated_at: datetime
+    deleted_since: datetime | None = None
+    """The latest deletion applied (pass it as ``since`` to ``ZohoCRMHook.get_deleted_records``); None: none yet."""
 
 
 def ensure_warehouse_schema(conn: psycopg.Connection) -> None:
@@ -102,6 +126,8 @@ def ensure_warehouse_schema(conn: psycopg.Connection) -> None:
             "last_interval_end timestamptz, full_load_done_at timestamptz, last_run_key text NOT NULL, "
             "updated_at timestamptz NOT NULL, PRIMARY KEY (module, target))"
         ).format(sql.Identifier(SCHEMA, SYNC_STATE_TABLE)))
+        cur.execute(sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS deleted_since timestamptz").format(
+            sql.Identifier(SCHEMA, SYNC_STATE_TABLE)))
 
 
 def read_sync_state(conn: psycopg.Connection, module: str, target: str) -> SyncState | None:
@@ -113,11 +139,16 @@ def read_sync_state(conn: psycopg.Connection, module: str, target: str) -> SyncS
     """
     table_name(module)
     with conn.transaction(), conn.cursor(row_factory=tuple_row) as cur:
-        cur.execute("SELECT to_regclass(%s)", [f"{SCHEMA}.{SYNC_STATE_TABLE}"])
-        if cur.fetchone()[0] is None:
+        cur.execute("SELECT to_regclass(%s), (SELECT count(*) FROM pg_attribute WHERE attrelid = to_regclass(%s) "
+                    "AND attname = 'deleted_since' AND NOT attisdropped)", [f"{SCHEMA}.{SYNC_STATE_TABLE}"] * 2)
+        table, has_watermark = cur.fetchone()
+        if table is None:
             return None
+        if not has_watermark:  # a state table of an older version, before its first load by this one
+            ensure_warehouse_schema(conn)
         cur.execute(sql.SQL(
-            "SELECT module, target, last_interval_end, full_load_done_at, last_run_key, updated_at FROM {} "
+            "SELECT module, target, last_interval_end, full_load_done_at, last_run_key, updated_at, "
+            "deleted_since FROM {} "
             "WHERE module = %s AND target = %s"
         ).format(sql.Identifier(SCHEMA, SYNC_STATE_TABLE)), [module, target])
         row = cur.fetchone()
@@ -135,6 +166,9 @@ def load_export(
     field_subset: bool,
     interval_end: datetime | None = None,
     full_load: bool = False,
+    deletions: list[dict] | None = None,
+    deletion_mode: str = MARK,
+    reconcile: bool = False,
 ) -> LoadResult:
     """Merge the validated CSV ``pages`` of one export into ``zoho_crm.<module lower>`` in one transaction.
 
@@ -147,10 +181,22 @@ def load_export(
     :param field_subset: the export holds only some fields: columns it lacks are left as they are.
     :param interval_end: the end of the interval this export covers (the sync state keeps the latest).
     :param full_load: this export is a full export (sets the sync state's ``full_load_done_at``).
+    :param deletions: the Deleted Records API's entries since the sync state's ``deleted_since``
+        (``ZohoCRMHook.get_deleted_records``), applied in the same transaction; None: no deletions step.
+    :param deletion_mode: ``mark`` (set ``_zoho_deleted_at`` / ``_zoho_deleted_by``) or ``remove`` (delete the rows;
+        a later load of an interval before the deletion can then bring an old version back).
+    :param reconcile: this is an unfiltered full export (no criteria, no custom view, all fields, no time range;
+        the caller decides): every live row it lacks, not modified after ``interval_end``, is deleted.
     :raises SchemaChangeError: a column's type changed unsafely (the message says which and what to do).
     :raises WarehouseLoadError: the database refused something (its message, the column and page where known).
     """
     table = table_name(module)
+    if deletion_mode not in DELETION_MODES:
+        raise ValueError(f"deletion_mode {deletion_mode!r} is not one of {', '.join(DELETION_MODES)}")
+    if reconcile and field_subset:
+        raise ValueError("reconcile needs an unfiltered export of all fields: a field subset lacks nothing it could "
+                         "tell deleted; load it with reconcile=False")
+    parsed = None if deletions is None else parse_deletions(deletions)
     pages = [Path(p) for p in pages]
     if not pages:
         raise ValueError(f"no pages to load into {SCHEMA}.{table}")
@@ -171,8 +217,9 @@ def load_export(
     try:
         with conn.transaction(), conn.cursor(row_factory=tuple_row) as cur:
             loader.cur = cur
-            result = loader.run(pages, run_key, field_subset)
-            _save_sync_state(cur, module, target, run_key, interval_end, full_load)
+            result = loader.run(pages, run_key, field_subset, parsed, deletion_mode,
+                                reconcile_before=interval_end if reconcile else None, reconcile=reconcile)
+            _save_sync_state(cur, module, target, run_key, interval_end, full_load, result.deleted_since)
     except WarehouseLoadError:
         raise
     except psycopg.Error as exc:
@@ -207,22 +254,49 @@ class _Loader:
         self.column: str | None = None
         self.target = sql.Identifier(SCHEMA, table)
 
-    def run(self, pages: list[Path], run_key: str, field_subset: bool) -> LoadResult:
+    def run(self, pages: list[Path], run_key: str, field_subset: bool, deletions: list[Deletion] | None = None,
+            deletion_mode: str = MARK, *, reconcile_before: datetime | None = None,
+            reconcile: bool = False) -> LoadResult:
         cur = self.cur
         cur.execute("SET LOCAL TimeZone = 'UTC'")
         cur.execute("SET LOCAL DateStyle = 'ISO, YMD'")
         cur.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [f"{SCHEMA}.{self.table}"])
         existing = self._existing_columns()
         types, added, widened = self._evolve(existing)
-        nulled = () if field_subset else tuple(n for n in existing if n not in types and n not in (SYNCED_AT, RUN_KEY))
+        self._deletion_columns(existing)
+        nulled = () if field_subset else tuple(n for n in existing if n not in types and n not in BOOKKEEPING)
         self._stage(types)
         records = sum(self._copy(page) for page in pages)
-        self.page, self.step = None, "merging the staged rows"
+        self.page, self.step = None, "restoring rows the export has again"
+        steps = DeletionSteps(cur, self.target, STAGE, run_key)
+        steps.restore()
+        self.step = "merging the staged rows"
         staged = self._distinct_staged() if len(pages) > 1 else records
         inserted, updated = self._merge(types, nulled, {n: existing[n] for n in nulled}, run_key,
                                         dedupe=len(pages) > 1)
+        if deletions is not None:
+            self.step = "applying the deletions"
+            steps.apply(deletions, deletion_mode)
+        if reconcile:
+            self.step = "reconciling the full export (rows it lacks are deleted)"
+            steps.reconcile(deletion_mode, reconcile_before)
+        counts = steps.counts
         return LoadResult(f"{SCHEMA}.{self.table}", len(pages), records, staged, inserted, updated,
-                          staged - inserted - updated, tuple(added), tuple(widened), nulled)
+                          staged - inserted - updated, tuple(added), tuple(widened), nulled, counts.marked,
+                          counts.removed, counts.restored,
+                          max((d.deleted_at for d in deletions), default=None) if deletions else None)
+
+    def _deletion_columns(self, existing: dict[str, str]) -> None:
+        """The deletion marks and the partial index of marked rows (added to a table created before them)."""
+        self.step = "adding the deletion columns"
+        if existing and not all(n in existing for n in (DELETED_AT, DELETED_BY)):
+            self.cur.execute(sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} timestamptz, "
+                                     "ADD COLUMN IF NOT EXISTS {} bigint").format(
+                self.target, sql.Identifier(DELETED_AT), sql.Identifier(DELETED_BY)))
+        self.cur.execute(sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} ({}) WHERE {} IS NOT NULL").format(
+            sql.Identifier(deleted_index_name(self.table)), self.target, sql.Identifier(ID),
+            sql.Identifier(DELETED_AT)))
+        self.step = "preparing the table"
 
     def _existing_columns(self) -> dict[str, str]:
         """The table's columns and their ``format_type`` (empty when there is no table yet)."""
@@ -239,10 +313,11 @@ class _Loader:
         if not existing:
             columns = [sql.SQL("{} {}").format(sql.Identifier(n), sql.SQL(c.type.postgres)) for n, c in wanted.items()
                        if n != ID]
-            self.cur.execute(sql.SQL("CREATE TABLE {} ({} bigint PRIMARY KEY, {}, {} timestamptz NOT NULL, "
-                                     "{} text NOT NULL) WITH (fillfactor = {})").format(
-                self.target, sql.Identifier(ID), sql.SQL(", ").join(columns), sql.Identifier(SYNCED_AT),
-                sql.Identifier(RUN_KEY), sql.Literal(TABLE_FILLFACTOR)))
+            self.cur.execute(sql.SQL("CREATE TABLE {} ({} bigint PRIMARY KEY, {}, {} timestamptz, {} bigint, "
+                                     "{} timestamptz NOT NULL, {} text NOT NULL) WITH (fillfactor = {})").format(
+                self.target, sql.Identifier(ID), sql.SQL(", ").join(columns), sql.Identifier(DELETED_AT),
+                sql.Identifier(DELETED_BY), sql.Identifier(SYNCED_AT), sql.Identifier(RUN_KEY),
+                sql.Literal(TABLE_FILLFACTOR)))
             return {n: c.type.postgres for n, c in wanted.items()}, [n for n in wanted if n != ID], []
         types, added, widened = {}, [], []
         for name, column in wanted.items():
@@ -358,13 +433,16 @@ class _Loader:
 
 
 def _save_sync_state(cur: psycopg.Cursor, module: str, target: str, run_key: str, interval_end: datetime | None,
-                     full_load: bool) -> None:
+                     full_load: bool, deleted_since: datetime | None) -> None:
     cur.execute(sql.SQL(
-        "INSERT INTO {state} AS s (module, target, last_interval_end, full_load_done_at, last_run_key, updated_at) "
-        "VALUES (%(module)s, %(target)s, %(end)s, CASE WHEN %(full)s THEN now() END, %(run)s, now()) "
+        "INSERT INTO {state} AS s (module, target, last_interval_end, full_load_done_at, last_run_key, updated_at, "
+        "deleted_since) VALUES (%(module)s, %(target)s, %(end)s, CASE WHEN %(full)s THEN now() END, %(run)s, now(), "
+        "%(deleted)s) "
         "ON CONFLICT (module, target) DO UPDATE SET "
         "last_interval_end = GREATEST(s.last_interval_end, excluded.last_interval_end), "
         "full_load_done_at = COALESCE(excluded.full_load_done_at, s.full_load_done_at), "
-        "last_run_key = excluded.last_run_key, updated_at = excluded.updated_at"
+        "last_run_key = excluded.last_run_key, updated_at = excluded.updated_at, "
+        "deleted_since = GREATEST(s.deleted_since, excluded.deleted_since)"
     ).format(state=sql.Identifier(SCHEMA, SYNC_STATE_TABLE)),
-        {"module": module, "target": target, "end": interval_end, "full": full_load, "run": run_key})
+        {"module": module, "target": target, "end": interval_end, "full": full_load, "run": run_key,
+         "deleted": deleted_since})
