@@ -119,5 +119,5 @@ def test_the_entry_of_a_killed_worker_keeps_counting(
     assert isinstance(ledger, RedisDownloadLedger)
     full = ledger.reserve()
     assert full.request_id is None and full.in_window == 1
-    assert WINDOW + 60 - 1 < full.wait_seconds <= WINDOW + 0.05 + 60, "unfinished: counts with the request timeout"
+    assert WINDOW + 60 - 5 < full.wait_seconds <= WINDOW + 0.05 + 60, "unfinished: counts with the request timeout"
     assert redis_state.client.pttl(ledger.key) >= full.wait_seconds * 1000, "Redis keeps it as long as it counts"
