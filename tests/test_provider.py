@@ -96,7 +96,8 @@ def test_form_fields_are_what_the_connection_reads_with_its_choices_and_defaults
     # Each field, set to a non-default value, changes the parsed configuration: the parser reads every one.
     values = {"refresh_token": "1000.r.t", "data_center": "eu", "environment": "sandbox", "api_version": "v6",
               "download_limit": 5, "download_window_seconds": 30, "api_domain": "http://127.0.0.1:9",
-              "accounts_url": "http://127.0.0.1:8", "max_download_bytes": 1000, "token_cache_dir": "/tmp/zoho-x"}
+              "accounts_url": "http://127.0.0.1:8", "max_download_bytes": 1000, "token_cache_dir": "/tmp/zoho-x",
+              "shared_state": "redis", "redis_conn_id": "redis_x", "redis_key_prefix": "prefix-x"}
     assert values.keys() == CONN_FIELDS.keys()
     config = ZohoConnectionConfig.from_connection(
         Connection(conn_id="x", conn_type="zoho_crm", login="id", password="secret", extra=json.dumps(values))
@@ -108,6 +109,7 @@ def test_form_fields_are_what_the_connection_reads_with_its_choices_and_defaults
     assert (config.api_domain_override, config.accounts_url_override, config.token_cache_dir) == (
         "http://127.0.0.1:9", "http://127.0.0.1:8", "/tmp/zoho-x"
     )
+    assert (config.shared_state, config.redis_conn_id, config.redis_key_prefix) == ("redis", "redis_x", "prefix-x")
 
 
 def test_the_form_s_unset_optional_fields_and_airflow_2_prefixed_keys_parse() -> None:
