@@ -89,7 +89,8 @@ def dags_folder(root: Path) -> Path:
     """The repository's DAGs plus the test DAGs (``tests/dags``, ``tests/e2e/dags``), in one folder."""
     folder = root / "dags"
     folder.mkdir(parents=True, exist_ok=True)
-    for dag_file in [*sorted((REPO_ROOT / "dags").glob("*.py")), *sorted((REPO_ROOT / "tests" / "dags").glob("*.py"))]:
+    test_dags = [*sorted((REPO_ROOT / "tests" / "dags").glob("*.py")), *sorted(E2E_DAGS.glob("*.py"))]
+    for dag_file in [*sorted((REPO_ROOT / "dags").glob("*.py")), *test_dags]:
         shutil.copy(dag_file, folder / dag_file.name)
     return folder
 

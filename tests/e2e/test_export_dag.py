@@ -1,7 +1,9 @@
 """The export DAG end to end under real Airflow: UI trigger with conf, a scheduled run, backfills and reruns.
 
 Runs on LocalExecutor (embedded PostgreSQL) and on CeleryExecutor (2 workers) + PostgreSQL + Redis, against the simulator.
-Each scenario checks the exported record ids against the ids the simulator holds for the same interval.
+Each scenario checks the exported record ids against the ids the simulator holds for the same interval. The shipped
+DAGs load into the deployment's warehouse, so an interval run exports everything while its DAG has no full load of
+the module, and its interval widened by the look-back afterwards (what :func:`expected_ids` computes).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from include.devtools.airflow_stack import AirflowStack, wait_until
 from include.devtools.zoho_simulator.process import SimulatorProcess
 from tests.deployments import CELERY, LOCAL, SIMULATOR_OPTIONS, WINDOW, Deployment
 from tests.operators.download_checks import LIMIT, assert_never_over_limit, download_log, next_request_seq
+from zoho_crm.export.load import DEFAULT_LOAD_LOOKBACK
 from zoho_crm.export.records import time_range_criteria, zoho_datetime
 
 MAIN_DAG = "zoho_crm_bulk_read"
@@ -55,6 +58,16 @@ def exported_ids(manifest_path: Path) -> list[str]:
 
 def interval_ids(sim: SimulatorProcess, start: datetime, end: datetime) -> set[str]:
     return set(sim.record_ids("Leads", time_range_criteria(zoho_datetime(start), zoho_datetime(end))))
+
+
+def expected_ids(sim: SimulatorProcess, manifest: dict, start: datetime, end: datetime) -> set[str]:
+    """The ids an interval run of a DAG with a warehouse exports: every record for its first load (the manifest
+    says ``full_load``, no time range), else its interval with the look-back (exactly the manifest's time range)."""
+    if manifest["full_load"]:
+        assert manifest["time_range"] is None
+        return set(sim.record_ids(manifest["module"]))
+    assert manifest["time_range"] == [zoho_datetime(start - DEFAULT_LOAD_LOOKBACK), zoho_datetime(end)]
+    return interval_ids(sim, start - DEFAULT_LOAD_LOOKBACK, end)
 
 
 def assert_within_zoho_limits(sim: SimulatorProcess, since: int, min_downloads: int) -> None:
@@ -118,6 +131,8 @@ def test_concurrent_runs_of_one_module_all_succeed_and_update_its_asset(deployme
 
 
 def test_scheduled_run_exports_its_data_interval(deployment: Deployment) -> None:
+    """The DAG's first scheduled run, with a warehouse and no full load of Leads for it yet: the automatic first
+    full load, every record, under the interval's run key."""
     stack, sim = deployment.stack, deployment.sim
     since = next_request_seq(sim)
     stack.wait_for_dag(SCHEDULED_DAG)  # unpausing lets the scheduler create the latest interval's run
@@ -128,8 +143,11 @@ def test_scheduled_run_exports_its_data_interval(deployment: Deployment) -> None
     manifest = manifest_of(stack, SCHEDULED_DAG, run["dag_run_id"])
     ids = exported_ids(deployment.export_dir / "Leads" / manifest["run_key"] / "manifest.json")
     assert len(ids) == len(set(ids))
-    assert set(ids) == interval_ids(sim, start, end)
-    assert manifest["time_range"] == [zoho_datetime(start), zoho_datetime(end)]
+    assert manifest["full_load"] is True and manifest["time_range"] is None
+    assert set(ids) == expected_ids(sim, manifest, start, end) == set(sim.record_ids("Leads"))
+    assert manifest["run_key"] == f"{start:%Y%m%dT%H%M%SZ}--{end:%Y%m%dT%H%M%SZ}"
+    loaded = stack.return_value(SCHEDULED_DAG, run["dag_run_id"], "load_table")
+    assert loaded["full_load"] and loaded["table"] == "zoho_crm.leads" and loaded["records"] == len(ids)
     assert_within_zoho_limits(sim, since, min_downloads=1)
 
 
@@ -147,7 +165,7 @@ def test_backfill_exports_each_interval_and_a_second_backfill_replaces(deploymen
         start, end = _interval(run)
         manifest = manifest_of(stack, SCHEDULED_DAG, run["dag_run_id"])
         ids = exported_ids(deployment.export_dir / "Leads" / manifest["run_key"] / "manifest.json")
-        assert len(ids) == len(set(ids)) and set(ids) == interval_ids(sim, start, end)
+        assert len(ids) == len(set(ids)) and set(ids) == expected_ids(sim, manifest, start, end)
         keys_before[manifest["run_key"]] = manifest["created_at"]
     assert len(keys_before) == 3
 
