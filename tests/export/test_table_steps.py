@@ -189,6 +189,9 @@ def test_the_first_interval_run_exports_everything_and_later_ones_look_back(
                                                  modified_to="2026-11-02T00:00:00+00:00"))
     assert ranged["time_range"] == ["2026-11-01T00:00:00+00:00", "2026-11-02T00:00:00+00:00"]
     assert ranged[LOAD_KEY]["full_load"] is False
+    criteria = {"field": {"api_name": "Lead_Status"}, "comparator": "equal", "value": "Contacted"}
+    selected = resolve_query(**kwargs, **_context("manual", "tables_check", start, end, criteria=criteria))
+    assert selected["time_range"] is None and selected[LOAD_KEY]["full_load"] is True, "all the query selects"
 
 
 def test_without_a_warehouse_runs_are_planned_as_before(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

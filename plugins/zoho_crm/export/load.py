@@ -51,7 +51,8 @@ class LoadPlan:
 
     :param conn_id: the warehouse's Airflow connection (a Postgres connection).
     :param target: what feeds the table, for the sync state (the DAG id).
-    :param full_load: the export covers every record of the module (the first load, or a complete export).
+    :param full_load: the export has no time range: every record the DAG's query selects (the first load, or a
+        manual run without a time range).
     :param interval_end: the data interval end an interval run covers (the sync state keeps the latest), ISO 8601.
     :param lookback_seconds: the look-back applied to the interval's start (0 for full and manual exports).
     """

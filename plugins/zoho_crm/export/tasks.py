@@ -135,12 +135,15 @@ def _load_plan(
     query: ExportQuery, params: dict[str, Any], run_type: str, start: Any, end: Any,
     custom_modules: list[str] | None, conn_id: str, lookback_seconds: float, *, dag_id: str,
 ) -> tuple[LoadPlan, ExportQuery]:
-    """The load plan of a run and its query: the first interval run exports everything, later ones look back."""
+    """The load plan of a run and its query: the first interval run exports everything, later ones look back.
+
+    An export without a time range is the DAG's full load: every record its query selects (with criteria or a
+    custom view, every record they select), so the DAG's interval runs are incremental from then on."""
     interval = run_type in INTERVAL_RUN_TYPES and start is not None and end is not None
     overridden = bool(params.get("modified_from") or params.get("modified_to"))
     interval_end = zoho_datetime(end) if interval else None
     if not interval or overridden:
-        return LoadPlan(conn_id, dag_id, full_load=not query.partial, interval_end=interval_end), query
+        return LoadPlan(conn_id, dag_id, full_load=query.time_range is None, interval_end=interval_end), query
     from airflow.providers.postgres.hooks.postgres import PostgresHook
 
     conn = PostgresHook(postgres_conn_id=conn_id).get_conn()
@@ -153,7 +156,7 @@ def _load_plan(
         log.info("%s has no full load of %s for %s in the warehouse yet: this run exports every record instead of "
                  "its interval (the first load is complete); the following runs are incremental.",
                  dag_id, query.module, conn_id)
-        return LoadPlan(conn_id, dag_id, full_load=not full.partial, interval_end=interval_end), full
+        return LoadPlan(conn_id, dag_id, full_load=True, interval_end=interval_end), full
     lookback = timedelta(seconds=lookback_seconds)
     widened = _query(params, run_type, start, end, custom_modules, lookback)
     log.info("Incremental export of %s: Modified_Time in %s .. %s (the interval with a look-back of %s)",
