@@ -115,13 +115,6 @@ class ObjectExportStore(ExportStore):
     def read_json(self, key: str) -> Any:
         return json.loads(self.fs.cat_file(self._path(key)))
 
-    def current_manifest(self, final: str) -> dict[str, Any] | None:
-        try:
-            current = self.read_json(f"{final}/{POINTER_NAME}")
-        except (OSError, ValueError):
-            return None
-        return current if isinstance(current, dict) else None
-
     def publish_version(
         self, final: str, version: str, files: Sequence[Placement], manifest: dict[str, Any], *, staging: str
     ) -> None:

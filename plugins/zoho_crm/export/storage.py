@@ -90,12 +90,16 @@ class ExportStore(ABC):
         :param key: the file's key.
         """
 
-    @abstractmethod
     def current_manifest(self, final: str) -> dict[str, Any] | None:
         """The manifest the run key's pointer holds (None without a readable pointer).
 
         :param final: the run key's place (:func:`zoho_crm.export.layout.final_key`).
         """
+        try:
+            current = self.read_json(f"{final}/{POINTER_NAME}")
+        except (OSError, ValueError):
+            return None
+        return current if isinstance(current, dict) else None
 
     @abstractmethod
     def publish_version(
@@ -282,13 +286,6 @@ class LocalExportStore(ExportStore):
 
     def read_json(self, key: str) -> Any:
         return json.loads(self._path(key).read_text(encoding="utf-8"))
-
-    def current_manifest(self, final: str) -> dict[str, Any] | None:
-        try:
-            current = self.read_json(f"{final}/{POINTER_NAME}")
-        except (OSError, ValueError):
-            return None
-        return current if isinstance(current, dict) else None
 
     def publish_version(
         self, final: str, version: str, files: Sequence[Placement], manifest: dict[str, Any], *, staging: str
