@@ -423,7 +423,9 @@ class ZohoCRMHook(BaseHook):
         json_body: dict[str, Any] | None = None,
         module: str | None = None,
         scopes: list[str] | None = None,
+        headers: dict[str, str] | None = None,
     ) -> Any:
+        """One request; its decoded answer (None for HTTP 204, "nothing"), or the matching ZohoError."""
         base = self.config.api_base(token.api_domain)
         http = BaseUrlHttpHook(base, method, self.zoho_conn_id)
         kwargs: dict[str, Any] = {"json": json_body} if json_body is not None else {}
@@ -431,12 +433,14 @@ class ZohoCRMHook(BaseHook):
             response = http.run(
                 path,
                 data=params,
-                headers=self._auth_headers(token.token),
+                headers={**self._auth_headers(token.token), **(headers or {})},
                 extra_options={"check_response": False, "timeout": self.timeout},
                 **kwargs,
             )
         except requests.RequestException as exc:
             raise self._connection_error(exc, base + path) from None
+        if response.status_code == 204:
+            return None
         answer = _decode(response)
         if response.status_code >= 300:
             raise error_from_response(
@@ -526,41 +530,13 @@ class ZohoCRMHook(BaseHook):
         headers = {} if since is None else {"If-Modified-Since": since.isoformat(timespec="seconds")}
         scopes = [f"ZohoCRM.modules.{module.lower()}.READ"]
 
-        def send(token: AccessToken, page: int) -> Any:
-            base = self.config.api_base(token.api_domain)
-            try:
-                response = BaseUrlHttpHook(base, "GET", self.zoho_conn_id).run(
-                    path,
-                    data={"type": type, "page": page, "per_page": per_page},
-                    headers={**self._auth_headers(token.token), **headers},
-                    extra_options={"check_response": False, "timeout": self.timeout},
-                )
-            except requests.RequestException as exc:
-                raise self._connection_error(exc, base + path) from None
-            if response.status_code == 204:
-                return None
-            answer = _decode(response)
-            if response.status_code >= 300:
-                raise error_from_response(
-                    response.status_code, answer, module=module, scopes=scopes, secrets=self._secrets(token.token)
-                )
-            return answer
-
-        def attempt(page: int) -> Any:
-            token = self._token()
-            try:
-                return send(token, page)
-            except ZohoAuthError as err:
-                if not err.is_token_rejected:
-                    raise
-                self.log.warning("Zoho rejected the access token (%s): refreshing once and retrying", err.code)
-                self.invalidate_token(token.token)
-                return send(self._token(), page)
-
         entries: list[dict] = []
         page = 1
         while True:
-            answer = self._with_retries(lambda page=page: attempt(page))
+            answer = self._call(
+                "GET", path, params={"type": type, "page": page, "per_page": per_page}, module=module,
+                scopes=scopes, headers=headers,
+            )
             if answer is None:
                 break
             data = answer.get("data") if isinstance(answer, dict) else None
