@@ -40,7 +40,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO_ROOT / "plugins"), str(REPO_ROOT)]
 
 from include.devtools.airflow_stack import AirflowStack  # noqa: E402
-from include.devtools.local_setup import METADATA_DATABASE, default_install_env  # noqa: E402
+from include.devtools.local_setup import METADATA_DATABASE, WAREHOUSE_DATABASE, default_install_env  # noqa: E402
 from include.devtools.metadata_db import EmbeddedPostgres  # noqa: E402
 from include.devtools.zoho_simulator.process import SimulatorProcess  # noqa: E402
 from tests.operators.download_checks import LIMIT, max_in_sliding_window, utilisation  # noqa: E402
@@ -67,9 +67,11 @@ def bench_utilisation(args: argparse.Namespace, work: Path) -> None:
     records = {module: args.pages_per_run * PER_PAGE for module in modules}
     with EmbeddedPostgres(work / "postgres") as server, SimulatorProcess(records=records, per_page_csv=PER_PAGE) as sim:
         server.ensure_database(METADATA_DATABASE)
+        server.ensure_database(WAREHOUSE_DATABASE)  # the shipped DAG loads its exports into the warehouse
         home = work / "airflow"
         env = {
-            **default_install_env(home, server.sqlalchemy_url(METADATA_DATABASE), work / "output"),
+            **default_install_env(home, server.sqlalchemy_url(METADATA_DATABASE), work / "output",
+                                  warehouse_uri=server.postgres_uri(WAREHOUSE_DATABASE)),
             **dict([sim.env_var(conn_type="http")]),
         }
         # parallelism: Airflow's default, as `make airflow` runs (the harness's own default is 16).
