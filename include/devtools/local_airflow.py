@@ -47,6 +47,7 @@ def main() -> int:
                        check=True)
         print(f"Zoho simulator: {install.sim.url}\nAirflow UI: http://localhost:{port}  (login admin / admin)\n"
               f"Metadata database: {install.database_url} (embedded PostgreSQL, data in {install.database.data_dir})\n"
+              f"Warehouse (the tables): {install.warehouse_uri}\n"
               "Trigger 'zoho_crm_bulk_read' from the UI's form. Ctrl-C stops everything.", flush=True)
         standalone = subprocess.Popen([AIRFLOW_BIN, "standalone"], env=env, start_new_session=True)
         try:
