@@ -13,7 +13,8 @@ Example::
 
 The metadata database is PostgreSQL (``database_url``: the embedded server or any other, see
 ``include/devtools/metadata_db.py``). Executors: ``LocalExecutor`` (default), or ``CeleryExecutor`` with ``broker_url``
-(Redis) and ``celery_workers``.
+(Redis) and ``celery_workers``, each with its own ``worker_env`` when given (a host of its own: its AIRFLOW_HOME,
+scratch space, host name through :data:`HOSTNAME_CALLABLE`, queue).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,15 @@ AIRFLOW_BIN = str(Path(sys.executable).parent / "airflow")
 FINISHED_RUN_STATES = {"success", "failed"}
 ADMIN_USER = "admin"
 BACKGROUND_COMPONENTS = ("scheduler", "dag-processor", "triggerer")
+HOSTNAME_ENV = "AIRFLOW_STACK_HOSTNAME"
+"""A component's own host name for :func:`stack_hostname` (e.g. each Celery worker its own)."""
+HOSTNAME_CALLABLE = "include.devtools.airflow_stack.stack_hostname"
+"""``[core] hostname_callable`` for components that set :data:`HOSTNAME_ENV`."""
+
+
+def stack_hostname() -> str:
+    """The host name a component reports (task instances record it): ``$AIRFLOW_STACK_HOSTNAME``, else the FQDN."""
+    return os.environ.get(HOSTNAME_ENV) or socket.getfqdn()
 
 
 def free_port() -> int:
@@ -70,6 +80,7 @@ class AirflowStack:
         executor: str = "LocalExecutor",
         broker_url: str | None = None,
         celery_workers: int = 0,
+        worker_env: Sequence[Mapping[str, str]] = (),
         env: Mapping[str, str] | None = None,
         pools_file: Path | None = REPO_ROOT / "include" / "config" / "pools.json",
         parallelism: int = 16,
@@ -83,6 +94,7 @@ class AirflowStack:
         self.url = f"http://127.0.0.1:{self.port}"
         self.executor = executor
         self.celery_workers = celery_workers
+        self.worker_env = [dict(extra) for extra in worker_env]
         self.pools_file = pools_file
         self.migrate = migrate
         self._processes: dict[str, subprocess.Popen] = {}
@@ -162,11 +174,14 @@ class AirflowStack:
         for name in BACKGROUND_COMPONENTS:
             self._spawn(name, name)
         for index in range(self.celery_workers):
+            extra = {"AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
+                     **(self.worker_env[index] if index < len(self.worker_env) else {})}
+            home = Path(extra.get("AIRFLOW_HOME", self.home))
             self._spawn(
                 f"celery-worker-{index}",
                 "celery", "worker", "--concurrency", "16",
-                "--celery-hostname", f"worker{index}@%h", "--pid", str(self.home / f"worker{index}.pid"),
-                extra_env={"AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port())},
+                "--celery-hostname", f"worker{index}@%h", "--pid", str(home / f"worker{index}.pid"),
+                extra_env=extra,
             )
         wait_until(self._api_healthy, timeout=120, what="the Airflow API server to answer")
 

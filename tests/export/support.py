@@ -37,8 +37,8 @@ def download(run: ExportRun, page: int, job_id: str, data: bytes, file_type: str
     downloads = staging(run) / DOWNLOADS_SUBDIR
     downloads.mkdir(parents=True, exist_ok=True)
     archive = write_zip(downloads / f"{job_id}.zip", [(f"{job_id}.{file_type}", data)])
-    return {"page": page, "job_id": job_id, "file_type": file_type, "path": str(archive), "count": count,
-            "sha256": file_sha256(archive)}
+    return {"page": page, "job_id": job_id, "file_type": file_type, "key": archive.name, "path": str(archive),
+            "count": count, "sha256": file_sha256(archive)}
 
 
 def extracted(run: ExportRun, page: int, job_id: str, csv: bytes | None = None, count: int = 3) -> PageRecord:

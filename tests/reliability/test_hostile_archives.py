@@ -98,7 +98,8 @@ def _download(run: ExportRun, build, count: int = 3) -> dict:
     downloads.mkdir(parents=True, exist_ok=True)
     path = build(downloads / f"{JOB_ID}.zip")
     return {
-        "page": 1, "job_id": JOB_ID, "file_type": "csv", "path": str(path), "count": count, "sha256": file_sha256(path),
+        "page": 1, "job_id": JOB_ID, "file_type": "csv", "key": path.relative_to(downloads).as_posix(),
+        "path": str(path), "count": count, "sha256": file_sha256(path),
     }
 
 
@@ -128,7 +129,7 @@ BAD_PAGES = {
     "count-mismatch": (good_csv(3), 5, "3 records, but the job reported count 5"),
     "no-id-column": (csv_text([HEADER[1:]] + [good_row(n)[1:] for n in (1, 2, 3)]).encode(), 3, "record id column missing"),
     "bad-type": (csv_text([HEADER, good_row(1), [*good_row(2)[:6], "forty-two", *good_row(2)[7:]]]).encode(), 2,
-                 "column No_of_Employees: not a number"),
+                 "column No_of_Employees: not an integer of at most 64 bits"),
 }
 
 

@@ -11,14 +11,23 @@ that the pages list, so a new step producing a published artifact needs no chang
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from zoho_crm.export.layout import EXPORT_SUBDIR, POINTER_NAME, Retention, new_version_name, page_dir_name
+from zoho_crm.export.layout import (
+    DOWNLOADS_SUBDIR,
+    EXPORT_SUBDIR,
+    POINTER_NAME,
+    Retention,
+    new_version_name,
+    page_dir_name,
+)
 from zoho_crm.export.records import ExportRun, ExportStepError, PageRecord, StoredFile
-from zoho_crm.export.storage import Placement, open_store
+from zoho_crm.export.storage import ExportStore, Placement, open_store
 from zoho_crm.files.archive import ArchiveError, extract_page
 from zoho_crm.files.digest import file_sha256
 
@@ -33,38 +42,39 @@ __all__ = ["PARQUET", "REPORT", "ZIP", "ExportStepError", "export_schema", "parq
 def unzip_page(download: Mapping[str, Any], run: ExportRun) -> PageRecord:
     """Extract a downloaded page into the run's ``export/page_NNNN/``; return its record (``zip`` and data file).
 
-    :param download: the download task's result (``page``, ``job_id``, ``file_type``, ``count``, ``path`` of the
-        zip in the run's staging area, ``sha256``).
+    The zip is read through the store (a local copy on object storage), so the download may have run on another
+    host.
+
+    :param download: the download task's result (``page``, ``job_id``, ``file_type``, ``count``, ``key`` of the
+        zip relative to the run's ``downloads/`` folder, ``sha256``).
     :param run: the export run.
     """
     store = open_store(run.store)
     page = PageRecord(page=int(download["page"]), job_id=str(download["job_id"]),
                       file_type=str(download["file_type"]), count=download.get("count"))
-    staging = store.local_path(run.staging)
-    archive = Path(download["path"])
-    if not archive.is_relative_to(staging):
-        raise ExportStepError(
-            f"{page.owner}: {archive} is not in the run's staging area {staging}: download into the run's "
-            "download_dir."
-        )
-    actual = file_sha256(archive) if archive.is_file() else "(missing)"
-    if actual != download["sha256"]:
-        raise ExportStepError(
-            f"{page.owner}: {archive} is not the file that was downloaded (sha256 {actual}, downloaded "
-            f"{download['sha256']}): rerun the download task to fetch it again."
-        )
+    zipped = StoredFile(f"{DOWNLOADS_SUBDIR}/{download['key']}", str(download["sha256"]))
+    key = run.staged(zipped.path)
     page_dir = f"{EXPORT_SUBDIR}/{page_dir_name(page.page)}"
-    target = store.local_path(run.staged(page_dir))
-    target.mkdir(parents=True, exist_ok=True)
-    try:
-        extracted = extract_page(archive, target, job_id=page.job_id, file_type=page.file_type)
-    except ArchiveError as err:
-        raise ExportStepError(
-            f"{page.owner}: the downloaded archive {archive} was refused: {err}. It is kept for inspection; "
-            "rerun the download task to fetch it again."
-        ) from err
+    with ExitStack() as stack:
+        try:
+            archive = stack.enter_context(store.read_local(key))
+            actual = file_sha256(archive) if archive.is_file() else "(missing)"
+        except FileNotFoundError:
+            actual = "(missing)"
+        if actual != zipped.sha256:
+            raise ExportStepError(
+                f"{page.owner}: {store.address(key)} is not the file that was downloaded (sha256 {actual}, "
+                f"downloaded {zipped.sha256}): rerun the download task to fetch it again."
+            )
+        target = stack.enter_context(store.write_local(run.staged(page_dir)))
+        try:
+            extracted = extract_page(archive, target, job_id=page.job_id, file_type=page.file_type)
+        except ArchiveError as err:
+            raise ExportStepError(
+                f"{page.owner}: the downloaded archive {store.address(key)} was refused: {err}. It is kept for "
+                "inspection; rerun the download task to fetch it again."
+            ) from err
     data = StoredFile(f"{page_dir}/{extracted.path.name}", extracted.sha256)
-    zipped = StoredFile(archive.relative_to(staging).as_posix(), str(download["sha256"]))
     return PageRecord(page=page.page, job_id=page.job_id, file_type=page.file_type, count=page.count,
                       files={ZIP: zipped, page.file_type: data}, archive_warnings=tuple(extracted.warnings))
 
@@ -72,31 +82,37 @@ def unzip_page(download: Mapping[str, Any], run: ExportRun) -> PageRecord:
 def validate_page(page: PageRecord, run: ExportRun, *, field_metadata: list[dict] | None) -> PageRecord:
     """Validate an extracted page, write its ``report.json`` beside it (``files["report"]``), raise if invalid.
 
+    The page is read and its id index (for the export check) written through the store, so the unzip may have
+    run on another host.
+
     :param page: the unzip step's record.
     :param run: the export run (its query's fields are the expected columns).
     :param field_metadata: the module's field metadata for type checks (CSV), or None to skip them.
     """
     # Imported here: pyarrow costs every DAG parse and every other task's start-up a few tenths of a second.
     from zoho_crm.validation import Problem, validate_csv, validate_ics
-    from zoho_crm.validation.export_checks import page_index_prefix
+    from zoho_crm.validation.export_checks import CHECKS_SUBDIR, page_index_in
     from zoho_crm.validation.page import REPORT_NAME
 
     store = open_store(run.store)
     data = page.data_file
-    path = store.local_path(run.staged(data.path))
-    index = page_index_prefix(path, data.sha256)  # sorted ids for the export check
-    if page.file_type == "ics":  # an override's series may be on another page: resolved by check_export
-        report = validate_ics(path, expected_count=page.count, orphan_overrides="note", index_to=index)
-    else:
-        report = validate_csv(path, fields=list(run.query.fields) or None, field_metadata=field_metadata,
-                              expected_count=page.count, index_to=index)
+    page_dir = Path(data.path).parent
+    with store.read_local(run.staged(data.path)) as path, store.write_local(run.staged(CHECKS_SUBDIR)) as checks:
+        index = page_index_in(checks, page_dir.name, data.sha256)  # sorted ids for the export check
+        if page.file_type == "ics":  # an override's series may be on another page: resolved by check_export
+            report = validate_ics(path, expected_count=page.count, orphan_overrides="note", index_to=index)
+        else:
+            report = validate_csv(path, fields=list(run.query.fields) or None, field_metadata=field_metadata,
+                                  expected_count=page.count, index_to=index)
     report.warnings.extend(Problem("archive", warning) for warning in page.archive_warnings)
-    report.file = path.name  # the report sits beside its file, which moves when the export is published
-    report_path = f"{Path(data.path).parent.as_posix()}/{REPORT_NAME}"
+    report.file = Path(data.path).name  # the report sits beside its file, which moves when the export is published
+    report_path = f"{page_dir.as_posix()}/{REPORT_NAME}"
     store.write_json(run.staged(report_path), report.to_dict())
     if not report.valid:
-        raise ExportStepError(f"{page.owner} is invalid; files kept in {path.parent}:\n" + report.summary())
-    written = StoredFile(report_path, file_sha256(store.local_path(run.staged(report_path))))
+        raise ExportStepError(f"{page.owner} is invalid; files kept in {store.address(run.staged(page_dir.as_posix()))}"
+                              ":\n" + report.summary())
+    with store.read_local(run.staged(report_path)) as written_report:  # the digest of what the store holds
+        written = StoredFile(report_path, file_sha256(written_report))
     return PageRecord(page=page.page, job_id=page.job_id, file_type=page.file_type, count=page.count,
                       files={**page.files, REPORT: written}, records=report.records, valid=True,
                       warnings=len(report.warnings), archive_warnings=page.archive_warnings)
@@ -205,8 +221,10 @@ def publish_export(
 
         entries = [{"page": page.page, "file": page.data_file.path, "sha256": page.data_file.sha256}
                    for page in ordered]
-        warnings = check_export(entries, store.local_path(run.staging), run.query.file_type,
-                                error=ExportStepError, partial=run.query.partial)
+        with _checks_folder(store, run) as checks:
+            warnings = check_export(entries, None, run.query.file_type, error=ExportStepError,
+                                    partial=run.query.partial, checks_dir=checks,
+                                    read_page=lambda relative: store.read_local(run.staged(relative)))
         now = datetime.now(UTC)
         version = new_version_name(now)
         manifest = _manifest(run, ordered, version, warnings, now)
@@ -221,6 +239,20 @@ def publish_export(
     store.remove(run.staging)
     store.prune(run.query.module, retention)
     return {**published, "path": store.address(run.final), "manifest": store.address(f"{run.final}/{POINTER_NAME}")}
+
+
+@contextmanager
+def _checks_folder(store: ExportStore, run: ExportRun) -> Iterator[Path]:
+    """The run's id indexes as a local folder (a copy on object storage); an empty scratch folder when no page left
+    any (the export check then indexes the pages from their files)."""
+    from zoho_crm.validation.export_checks import CHECKS_SUBDIR
+
+    with ExitStack() as stack:
+        try:
+            checks = stack.enter_context(store.read_local(run.staged(CHECKS_SUBDIR)))
+        except FileNotFoundError:
+            checks = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="zoho-checks-")))
+        yield checks
 
 
 def _manifest(

@@ -18,12 +18,15 @@ from zoho_crm.api.modules import FIELDS_READ_SCOPE
 from zoho_crm.api.query import InvalidBulkReadQuery
 from zoho_crm.export.layout import DOWNLOADS_SUBDIR, INTERVAL_RUN_TYPES
 from zoho_crm.export.load import (
+    DEFAULT_DELETION_MODE,
     ICS_NOT_LOADED,
+    LOAD_COUNTS,
     LOAD_KEY,
     LoadPlan,
     check_loadable_fields,
     load_published,
     needs_full_load,
+    publish_load,
     table_asset_uri,
 )
 from zoho_crm.export.records import (
@@ -91,8 +94,9 @@ def resolve_query(
     With a warehouse, an interval run of a CSV export whose module has no full load for this DAG yet exports
     everything (the first load is complete); later interval runs start ``load_lookback_seconds`` before their
     interval. Returns the run's XCom (:meth:`ExportRun.to_xcom`: the query's keys and the run's), ``download_dir``,
-    the local folder the download task writes the run's zips to, and with a warehouse the load plan
-    (:data:`~zoho_crm.export.load.LOAD_KEY`).
+    the store location of the run's ``downloads/`` folder the download task writes the zips to (a local folder
+    for a local store, ``s3://...`` for a bucket: :func:`~zoho_crm.export.storage.open_store` opens it), and with a
+    warehouse the load plan (:data:`~zoho_crm.export.load.LOAD_KEY`).
     """
     run = context["dag_run"]
     run_type = str(getattr(run.run_type, "value", run.run_type))
@@ -117,7 +121,7 @@ def resolve_query(
         query, run_type=run_type, run_id=run.run_id, interval_start=start, interval_end=end, store=store.location,
         interval_gap=gap,
     )
-    result = {**export.to_xcom(), "download_dir": str(store.local_path(export.staged(DOWNLOADS_SUBDIR)))}
+    result = {**export.to_xcom(), "download_dir": f"{store.location}/{export.staged(DOWNLOADS_SUBDIR)}"}
     if plan is not None:
         result[LOAD_KEY] = plan.to_xcom()
     return result
@@ -258,11 +262,14 @@ def _previous_export(context: dict[str, Any], asset: Asset, query: ExportQuery) 
 
 @task
 def load_table(run: dict[str, Any], summary: dict[str, Any], metadata: list[dict] | None,
+               zoho_conn_id: str = "zoho_crm_default", deletion_mode: str = DEFAULT_DELETION_MODE,
                **context: Any) -> dict[str, Any]:
-    """Merge the published export into its module's table in one transaction; update the table's Asset.
+    """Merge the published export into its module's table in one transaction, with the module's deletions since
+    the watermark (one Deleted Records pass); update the table's Asset and write the counts beside the export's
+    pointer (``load.json``).
 
     Returns (and logs) the counts: records, inserted, updated, skipped (this version or a newer one already
-    there), columns added, widened and nulled. An ICS export is not loaded.
+    there), marked deleted, restored, removed, columns added, widened and nulled. An ICS export is not loaded.
     """
     import psycopg
 
@@ -277,7 +284,10 @@ def load_table(run: dict[str, Any], summary: dict[str, Any], metadata: list[dict
 
     conn = PostgresHook(postgres_conn_id=plan.conn_id).get_conn()
     try:
-        counts = load_published(conn, export, plan, metadata)
+        counts = load_published(conn, export, plan, metadata, deletion_mode=deletion_mode,
+                                get_deleted=ZohoCRMHook(zoho_conn_id).get_deleted_records)
+    except ZohoError as err:
+        raise task_error(err) from err
     except (SchemaChangeError, ValueError, ExportStepError) as err:
         raise fail_fast(f"{summary['manifest']}: {err}") from None
     except WarehouseLoadError as err:
@@ -288,7 +298,7 @@ def load_table(run: dict[str, Any], summary: dict[str, Any], metadata: list[dict
         conn.close()
     context["outlet_events"][tables_alias(context["dag_run"].dag_id)].add(
         Asset(table_asset_uri(plan.conn_id, export.query.module)),
-        extra={key: counts[key] for key in ("table", "run_key", "records", "inserted", "updated", "skipped")},
+        extra={key: counts[key] for key in ("table", "run_key", "records", *LOAD_COUNTS)},
     )
     log.info(
         "Loaded %s into %s (%s): %d record(s): %d inserted, %d updated, %d skipped (this version or a newer one "
@@ -297,4 +307,13 @@ def load_table(run: dict[str, Any], summary: dict[str, Any], metadata: list[dict
         counts["inserted"], counts["updated"], counts["skipped"], counts["added_columns"] or "none",
         counts["widened_columns"] or "none", counts["nulled_columns"] or "none",
     )
+    log.info(
+        "Deletions (%s): %d listed by Zoho since %s; %d row(s) marked deleted, %d restored, %d removed%s; "
+        "watermark now %s",
+        counts["deletion_mode"], counts["deletions_listed"], counts["deletions_since"] or "the beginning",
+        counts["marked_deleted"], counts["restored"], counts["removed"],
+        " (an unfiltered full export: rows it lacks reconciled)" if counts["reconciled"] else "",
+        counts["deleted_since"] or "unchanged",
+    )
+    counts["load_summary"] = publish_load(export, counts)
     return {"loaded": True, **counts}

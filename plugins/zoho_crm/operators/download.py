@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from functools import cached_property
-from pathlib import Path
 from typing import Any, NoReturn
 
 from airflow.sdk import BaseOperator, Context
@@ -32,6 +31,7 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from zoho_crm.airflow_compat import MIN_DEFERRAL_SECONDS, push_result_before_trigger_success
 from zoho_crm.api.errors import ZohoAuthError, ZohoError, ZohoRateLimitError, valid_job_id
+from zoho_crm.export.storage import LocalExportStore, open_store
 from zoho_crm.hooks.download import DownloadedFile
 from zoho_crm.hooks.zoho_crm import ZohoCRMHook
 from zoho_crm.rate_limit.ledger import DownloadLedger
@@ -48,8 +48,9 @@ __all__ = ["MIN_RETRY_DELAY", "AttemptOutcome", "OutcomeKind", "SlotHoldTrigger"
 _log = logging.getLogger(__name__)
 JOB_FIELDS = ("module", "file_type", "page", "count", "per_page", "more_records", "next_page_token")
 """The job sensor's fields passed on into the download's result."""
-FILE_FIELDS = ("path", "file_name", "size", "sha256", "content_type")
-"""The :class:`~zoho_crm.hooks.download.DownloadedFile` fields in the download's result."""
+FILE_FIELDS = ("file_name", "size", "sha256", "content_type")
+"""The :class:`~zoho_crm.hooks.download.DownloadedFile` fields in the download's result (besides ``key`` and, on a
+local store, ``path``)."""
 
 
 class OutcomeKind(StrEnum):
@@ -145,8 +146,12 @@ class ZohoBulkReadDownloadOperator(BaseOperator):
 
     :param job: the job sensor's result (dict with at least ``job_id``; its ``module``, ``file_type``, ``page``,
         ``count``... are passed on), or a job id. Templated; usually an XComArg (``.expand(job=sensor.output)``).
-    :param output_dir: directory for the zips (templated): ``{output_dir}/{job_id}/{file name}``, written as
-        ``.<name>.part-*`` then renamed.
+    :param output_dir: where the zips go (templated): a local directory or an export store location such as
+        ``s3://conn_id@bucket/prefix/...`` (:func:`~zoho_crm.export.storage.open_store`). The zip lands at key
+        ``{job_id}/{file name}`` under it: on disk written as ``.<name>.part-*`` then renamed; on object storage
+        downloaded into a local scratch folder, then uploaded (sha256 checked) and the scratch removed. The result
+        carries ``key`` (that key, relative to ``output_dir``) and ``sha256``; ``path`` (the local file) only when
+        ``output_dir`` is local, for readers on the same host.
     :param zoho_conn_id: connection; its extras ``download_limit`` / ``download_window_seconds`` (10 / 60) set
         the window held after each request. The pool's slots must equal ``download_limit``.
     :param pool: the download pool (default ``zoho_crm_downloads``; one per Zoho org), include_deferred=true.
@@ -255,23 +260,25 @@ class ZohoBulkReadDownloadOperator(BaseOperator):
         ledger = hook.download_ledger(self.hold_margin_seconds)
         request_id = self._reserve(ledger, attempt)
         result = None
+        anchor = None
         try:
-            downloaded = hook.download_to_file(
-                job["job_id"],
-                Path(self.output_dir) / str(job["job_id"]),  # one folder per job: names cannot collide
-                token=token,
-                log=self.log.info,
-            )
-            anchor = downloaded.answered_at
-            result = self._result(job, downloaded, attempt)
+            store = open_store(self.output_dir)
+            folder = str(job["job_id"])  # one folder per job: names cannot collide
+            # A local folder whose file lands under the key when the block succeeds (on disk: the folder itself).
+            with store.write_local(folder) as target:
+                downloaded = hook.download_to_file(job["job_id"], target, token=token, log=self.log.info)
+                anchor = downloaded.answered_at
+            key = f"{folder}/{downloaded.file_name}"
+            path = downloaded.path if isinstance(store, LocalExportStore) else None
+            result = self._result(job, downloaded, attempt, key=key, path=path)
             outcome = AttemptOutcome(OutcomeKind.SUCCESS)
         except ZohoError as err:
             anchor = time.time()
             outcome = AttemptOutcome.of_error(err)
             if outcome.kind is OutcomeKind.TOKEN_REJECTED:
                 hook.invalidate_token(token.token)
-        except Exception as err:  # a bug or a local disk problem: still hold before failing (Airflow retries).
-            anchor = time.time()
+        except Exception as err:  # a bug, a disk or upload problem: still hold before failing (Airflow retries).
+            anchor = anchor or time.time()  # an upload failing after the answer: the request ended at the answer
             outcome = AttemptOutcome(OutcomeKind.UNEXPECTED, f"{type(err).__name__}: {err}")
         ledger.finish(request_id, anchor)  # a process dying before this leaves the entry counting longer
         until = max(
@@ -328,8 +335,12 @@ class ZohoBulkReadDownloadOperator(BaseOperator):
         return float(self.hook.config.download_window_seconds)
 
     @staticmethod
-    def _result(job: Mapping[str, Any], downloaded: DownloadedFile, attempts: int) -> dict[str, Any]:
-        result = {key: job.get(key) for key in JOB_FIELDS if key in job}
-        result.update({key: getattr(downloaded, key) for key in FILE_FIELDS})
-        result.update(job_id=str(job["job_id"]), attempts=attempts)
+    def _result(
+        job: Mapping[str, Any], downloaded: DownloadedFile, attempts: int, *, key: str, path: str | None
+    ) -> dict[str, Any]:
+        result = {name: job.get(name) for name in JOB_FIELDS if name in job}
+        result.update({name: getattr(downloaded, name) for name in FILE_FIELDS})
+        result.update(key=key, job_id=str(job["job_id"]), attempts=attempts)
+        if path is not None:
+            result["path"] = path
         return result

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import heapq
 import tempfile
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
-from pathlib import Path
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from zoho_crm.validation.id_index import IDS, OVERRIDES, SERIES, index_path, unescape
@@ -36,24 +36,54 @@ def page_index_prefix(page_file: Path, sha256: str) -> Path:
 
     ``page_file`` is ``<staging>/export/<page dir>/<file>``; the digest ties the sidecars to the page's content.
     """
-    return page_file.parent.parent.parent / CHECKS_SUBDIR / f"{page_file.parent.name}.{sha256[:16]}"
+    return page_index_in(page_file.parent.parent.parent / CHECKS_SUBDIR, page_file.parent.name, sha256)
+
+
+def page_index_in(checks_dir: Path, page_dir: str, sha256: str) -> Path:
+    """A page's sidecar prefix in a checks folder: ``<checks_dir>/<page dir>.<sha256[:16]>``.
+
+    :param checks_dir: the run's checks folder (``<staging>/checks``, or a local copy of it).
+    :param page_dir: the page's folder name (``page_0001``).
+    :param sha256: the page file's digest, which ties the sidecars to its content.
+    """
+    return checks_dir / f"{page_dir}.{sha256[:16]}"
 
 
 def check_export(
     pages: list[dict[str, Any]],
-    export_dir: Path,
+    export_dir: Path | None,
     file_type: str,
     *,
     partial: bool,
     error: type[Exception] = ExportCheckError,
+    checks_dir: Path | None = None,
+    read_page: Callable[[str], AbstractContextManager[Path]] | None = None,
 ) -> list[str]:
-    """Check the validated ``pages`` (dicts with ``page``, ``file`` relative to ``export_dir`` and ``sha256``)
+    """Check the validated ``pages`` (dicts with ``page``, ``file`` relative to the staging area and ``sha256``)
     together; return warnings, raise ``error`` naming the first problems.
 
-    ``partial``: the export has a time range, criteria or a custom view, so an override may lack its series.
     A page without sidecars (validated by an older version) is indexed again from its file.
+
+    :param pages: the validated pages.
+    :param export_dir: the run's local staging area (the sidecars in its ``checks/``, the page files in it), or
+        None with ``checks_dir`` and ``read_page`` (a store without local paths).
+    :param file_type: ``csv`` or ``ics``.
+    :param partial: the export has a time range, criteria or a custom view, so an override may lack its series.
+    :param error: the exception to raise.
+    :param checks_dir: the local checks folder (default: each page's, :func:`page_index_prefix`).
+    :param read_page: a local copy of a page file by its ``file`` for a ``with`` block (default: under
+        ``export_dir``).
     """
-    prefixes = [(int(page["page"]), _index(page, export_dir, file_type, error)) for page in pages]
+    if export_dir is None and (checks_dir is None or read_page is None):
+        raise TypeError("check_export: without export_dir give checks_dir and read_page")
+    reader = read_page or (lambda relative: nullcontext(export_dir / relative))
+
+    def prefix_of(page: dict[str, Any]) -> Path:
+        if checks_dir is None:
+            return page_index_prefix(export_dir / page["file"], page["sha256"])
+        return page_index_in(checks_dir, PurePosixPath(page["file"]).parent.name, page["sha256"])
+
+    prefixes = [(int(page["page"]), _index(page, prefix_of(page), reader, file_type, error)) for page in pages]
     problems, warnings = [], []
     repeated = _repeats([(number, index_path(prefix, IDS)) for number, prefix in prefixes])
     if repeated:
@@ -79,18 +109,19 @@ def check_export(
     return warnings
 
 
-def _index(page: dict[str, Any], export_dir: Path, file_type: str, error: type[Exception]) -> Path:
-    """The page's sidecar prefix, writing the sidecars from the page file if they are missing."""
-    page_file = export_dir / page["file"]
-    prefix = page_index_prefix(page_file, page["sha256"])
+def _index(page: dict[str, Any], prefix: Path, read_page: Callable[[str], AbstractContextManager[Path]],
+           file_type: str, error: type[Exception]) -> Path:
+    """The page's sidecar ``prefix``, writing the sidecars from the page file if they are missing."""
     kinds = (IDS, SERIES, OVERRIDES) if file_type == "ics" else (IDS,)
     if not all(index_path(prefix, kind).is_file() for kind in kinds):
         from zoho_crm.validation import validate_csv, validate_ics
 
-        if file_type == "ics":
-            validate_ics(page_file, orphan_overrides="note", index_to=prefix)
-        else:
-            validate_csv(page_file, index_to=prefix)
+        prefix.parent.mkdir(parents=True, exist_ok=True)
+        with read_page(page["file"]) as page_file:
+            if file_type == "ics":
+                validate_ics(page_file, orphan_overrides="note", index_to=prefix)
+            else:
+                validate_csv(page_file, index_to=prefix)
         if not index_path(prefix, IDS).is_file():
             raise error(f"page {page['page']}: {page_file} has no id column to index")
     return prefix
