@@ -13,7 +13,13 @@ from airflow.sdk import DAG, CronDataIntervalTimetable
 from zoho_crm.airflow_compat import asset_update_task_kwargs
 from zoho_crm.api.modules import SEED_MODULES
 from zoho_crm.export import tasks
-from zoho_crm.export.load import DEFAULT_LOAD_LOOKBACK, check_lookback, table_asset_uri
+from zoho_crm.export.load import (
+    DEFAULT_DELETION_MODE,
+    DEFAULT_LOAD_LOOKBACK,
+    check_deletion_mode,
+    check_lookback,
+    table_asset_uri,
+)
 from zoho_crm.export.params import export_params
 from zoho_crm.operators.bulk_read import ZohoBulkReadOperator
 from zoho_crm.operators.download import ZohoBulkReadDownloadOperator
@@ -51,6 +57,7 @@ def build_export_dag(
     description: str | None = None,
     warehouse_conn_id: str | None = None,
     load_lookback: timedelta = DEFAULT_LOAD_LOOKBACK,
+    deletion_mode: str = DEFAULT_DELETION_MODE,
 ) -> DAG:
     """Return the export DAG for one module's defaults (the Params let a manual run choose another).
 
@@ -73,9 +80,12 @@ def build_export_dag(
         following ones are incremental with ``load_lookback``. None (the default): no load.
     :param load_lookback: how far before its data interval an incremental run of a DAG with a warehouse starts
         exporting (records Zoho makes visible late); the merge keeps the overlap duplicate-free.
+    :param deletion_mode: what each load does to the rows of records deleted in Zoho (one Deleted Records pass
+        per load): ``mark`` (the default: ``_zoho_deleted_at``/``_zoho_deleted_by`` set) or ``remove``.
     """
     custom = list(custom_modules or ())
     lookback_seconds = check_lookback(load_lookback)
+    check_deletion_mode(deletion_mode)
     with DAG(
         dag_id,
         schedule=CronDataIntervalTimetable(schedule, timezone="UTC") if schedule else None,
@@ -116,5 +126,5 @@ def build_export_dag(
         if warehouse_conn_id:
             tables = [table_asset_uri(warehouse_conn_id, name) for name in modules]
             tasks.load_table.override(**asset_update_task_kwargs(tasks.tables_alias(dag_id), tables))(
-                run, summary, metadata)
+                run, summary, metadata, zoho_conn_id=zoho_conn_id, deletion_mode=deletion_mode)
     return dag

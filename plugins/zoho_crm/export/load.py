@@ -8,20 +8,24 @@ Plain code (no Airflow): :mod:`zoho_crm.export.tasks` decides the plan in ``reso
   everything instead of its interval (:attr:`LoadPlan.full_load`), so the table is complete from day one;
 - later interval runs export their interval widened by the look-back (:data:`DEFAULT_LOAD_LOOKBACK`) at its
   start, catching records Zoho makes visible late; the order-safe merge keeps the overlap free of duplicates;
+- each load applies Zoho's deletions in the same transaction: one pass of the Deleted Records API per sync
+  (:func:`fetch_deletions`, since the sync state's watermark minus :data:`DELETIONS_OVERLAP`), rows marked
+  deleted (or removed: the DAG's ``deletion_mode``), and an unfiltered full export reconciles (:func:`reconciles`);
+- the load's counts are published beside the export's pointer (:data:`LOAD_SUMMARY_NAME`, :func:`publish_load`);
 - ICS exports (Events) are not loaded.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from zoho_crm.export.records import TIME_FIELD, ExportRun, ExportStepError
+from zoho_crm.export.records import TIME_FIELD, ExportQuery, ExportRun, ExportStepError
 from zoho_crm.export.storage import open_store
 from zoho_crm.files.digest import file_sha256
 
@@ -32,6 +36,15 @@ LOAD_KEY = "table_load"
 DEFAULT_LOAD_LOOKBACK = timedelta(minutes=10)
 """How far before its data interval an incremental run of a DAG with a warehouse starts exporting."""
 ICS_NOT_LOADED = "Events ICS exports are not loaded into a table (only CSV exports are): nothing to do"
+DELETIONS_OVERLAP = timedelta(minutes=10)
+"""How far before the deletion watermark each sync's Deleted Records pass starts (deletions Zoho lists late, clock
+skew); deletions already applied apply again as no-ops."""
+DEFAULT_DELETION_MODE = "mark"
+"""What a DAG's load does to the rows of deleted records: ``mark`` (``_zoho_deleted_at``/``_zoho_deleted_by``)."""
+LOAD_SUMMARY_NAME = "load.json"
+"""The file beside a run key's pointer (``manifest.json``) that the load writes its counts to, atomically."""
+LOAD_COUNTS = ("inserted", "updated", "skipped", "marked_deleted", "restored", "removed")
+"""The counts of a load that its log line, XCom, Asset event and :data:`LOAD_SUMMARY_NAME` give."""
 
 
 def table_asset_uri(conn_id: str, module: str) -> str:
@@ -156,24 +169,77 @@ def published_pages(run: ExportRun) -> Iterator[tuple[dict[str, Any], list[Path]
         yield manifest, paths
 
 
+def check_deletion_mode(mode: str) -> str:
+    """The DAG's ``deletion_mode``, checked.
+
+    :param mode: ``mark`` or ``remove``.
+    :raises ValueError: another value.
+    """
+    from zoho_crm.tables.deletions import DELETION_MODES
+
+    if mode not in DELETION_MODES:
+        raise ValueError(f"deletion_mode {mode!r} is not one of {', '.join(DELETION_MODES)}: mark keeps the rows of "
+                         "deleted records with _zoho_deleted_at/_zoho_deleted_by set, remove deletes them")
+    return mode
+
+
+def reconciles(query: ExportQuery, full_load: bool) -> bool:
+    """True for an unfiltered full export (no criteria, no custom view, all fields, no time range): only such an
+    export may mark deleted every live row it lacks.
+
+    :param query: the export's query.
+    :param full_load: the export is its DAG's full load.
+    """
+    return full_load and query.time_range is None and not query.criteria and not query.cvid and not query.fields
+
+
+def fetch_deletions(
+    conn: Any, module: str, target: str, get_deleted: Callable[..., list[dict]]
+) -> tuple[datetime | None, list[dict]]:
+    """One Deleted Records pass for a sync: ``(since, entries)``, since the sync state's watermark minus
+    :data:`DELETIONS_OVERLAP` (None, every deletion Zoho lists, before the first deletion applied).
+
+    :param conn: a psycopg 3 connection to the warehouse (left with no transaction in progress).
+    :param module: the module's API name.
+    :param target: the DAG id.
+    :param get_deleted: ``ZohoCRMHook.get_deleted_records`` (one paged pass: these calls cost API credits).
+    """
+    from zoho_crm.tables.warehouse import read_sync_state
+
+    state = read_sync_state(conn, module, target)
+    conn.commit()
+    since = state.deleted_since - DELETIONS_OVERLAP if state and state.deleted_since else None
+    return since, get_deleted(module, since=since)
+
+
 def load_published(
-    conn: Any, run: ExportRun, plan: LoadPlan, field_metadata: list[dict] | dict | None
+    conn: Any, run: ExportRun, plan: LoadPlan, field_metadata: list[dict] | dict | None,
+    *, get_deleted: Callable[..., list[dict]] | None = None, deletion_mode: str = DEFAULT_DELETION_MODE,
 ) -> dict[str, Any]:
-    """Merge the run's published export into its module's table in one transaction; return the counts.
+    """Merge the run's published export into its module's table in one transaction, with the module's deletions
+    since the watermark (and the reconcile of an unfiltered full export); return the counts.
 
     :param conn: a psycopg 3 connection to the warehouse (``PostgresHook(plan.conn_id).get_conn()``).
     :param run: the export run.
     :param plan: the run's load plan.
     :param field_metadata: the module's field metadata (None: new columns are text).
+    :param get_deleted: ``ZohoCRMHook.get_deleted_records``; None: no deletions step (and no reconcile).
+    :param deletion_mode: ``mark`` or ``remove`` (:func:`check_deletion_mode`).
     """
     from zoho_crm.tables.warehouse import load_export
 
+    check_deletion_mode(deletion_mode)
     interval_end = datetime.fromisoformat(plan.interval_end) if plan.interval_end else None
+    since, deletions = (None, None)
+    if get_deleted is not None:
+        since, deletions = fetch_deletions(conn, run.query.module, plan.target, get_deleted)
     with published_pages(run) as (manifest, paths):
         full_load = bool(manifest.get("full_load", plan.full_load))
+        reconcile = get_deleted is not None and reconciles(run.query, full_load)
         result = load_export(
             conn, paths, field_metadata, module=run.query.module, run_key=run.run_key, target=plan.target,
             field_subset=bool(manifest.get("fields")), interval_end=interval_end, full_load=full_load,
+            deletions=deletions, deletion_mode=deletion_mode, reconcile=reconcile,
         )
     return {
         "table": result.table,
@@ -190,4 +256,25 @@ def load_published(
         "added_columns": list(result.added_columns),
         "widened_columns": [list(change) for change in result.widened_columns],
         "nulled_columns": list(result.nulled_columns),
+        "marked_deleted": result.marked_deleted,
+        "restored": result.restored,
+        "removed": result.removed,
+        "deletion_mode": deletion_mode,
+        "deletions_since": since.isoformat() if since else None,
+        "deletions_listed": None if deletions is None else len(deletions),
+        "reconciled": reconcile,
+        "deleted_since": result.deleted_since.isoformat() if result.deleted_since else None,
     }
+
+
+def publish_load(run: ExportRun, counts: Mapping[str, Any]) -> str:
+    """Write the load's counts to :data:`LOAD_SUMMARY_NAME` beside the run key's pointer, atomically through the
+    store (readers see the previous load's file or this one); return its address.
+
+    :param run: the export run.
+    :param counts: what :func:`load_published` returned.
+    """
+    store = open_store(run.store)
+    key = f"{run.final}/{LOAD_SUMMARY_NAME}"
+    store.write_json(key, {**counts, "run_id": run.run_id, "loaded_at": datetime.now(UTC).isoformat()})
+    return store.address(key)
