@@ -13,6 +13,7 @@ import sys
 import tempfile
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -382,3 +383,63 @@ def test_local_store_hands_files_over_in_place(tmp_path: Path):
     with pytest.raises(FileNotFoundError), store.read_local("run/nothing"):
         pass
     assert not list((tmp_path / "out").rglob(".*"))  # no temporary files left beside the copies
+
+
+def bucket_download(run: ExportRun, page: int, job_id: str, count: int = 3) -> dict[str, Any]:
+    """What the download task leaves on a bucket store: the zip under the run's ``downloads/{job_id}/`` (uploaded
+    from the download worker's scratch) and its XCom, with the key and no local path."""
+    store = open_store(run.store)
+    with store.write_local(run.staged(f"{DOWNLOADS_SUBDIR}/{job_id}")) as folder:
+        zipped = write_zip(folder / f"{job_id}.zip", [(f"{job_id}.csv", good_csv(count, first=page * 1000))])
+        sha256 = file_sha256(zipped)
+    return {"page": page, "job_id": job_id, "file_type": "csv", "count": count, "key": f"{job_id}/{job_id}.zip",
+            "sha256": sha256}
+
+
+def test_the_page_steps_run_on_a_bucket_and_publish_by_the_pointer(s3: S3Server, store: ObjectExportStore):
+    """The DAG's own steps (unzip, validate, Parquet, publish with the export check) on a store without local
+    paths: each reads its input through the store and leaves its output there; nothing stays in local scratch."""
+    from zoho_crm.export.steps import parquet_page, publish_export, unzip_page, validate_page
+
+    run = export_run(store, "scheduled__steps")
+    before = scratch_folders()
+    pages = []
+    for number in (1, 2, 3):
+        unzipped = unzip_page(bucket_download(run, number, f"100{number}"), run)
+        checked = validate_page(unzipped, run, field_metadata=FIELDS)
+        pages.append(parquet_page(checked, run, field_metadata=FIELDS))
+    checks = s3.keys(f"{prefix(store)}/{run.staged('checks')}/")
+    assert [key.rsplit("/", 1)[1] for key in checks] == [
+        f"{page_dir_name(page.page)}.{page.data_file.sha256[:16]}.ids" for page in pages]
+    summary = publish_export(run, pages, retention=KEEP_ALL)
+    assert summary["manifest"] == store.address(f"{run.final}/{POINTER_NAME}")
+    manifest = store.read_json(f"{run.final}/{POINTER_NAME}")  # a reader: the pointer, then what it lists
+    assert manifest["record_count"] == 9 and manifest["valid"] and manifest["warnings"] == []
+    for page in manifest["pages"]:
+        assert sorted(page["files"]) == ["csv", "parquet", "report"]
+        for stored in page["files"].values():
+            with store.open(f"{run.final}/{stored['path']}") as handle:
+                assert hashlib.file_digest(handle, "sha256").hexdigest() == stored["sha256"], stored
+        assert store.read_json(f"{run.final}/{page['report']}")["valid"]
+    assert s3.keys(f"{prefix(store)}/{STAGING}/") == [] and scratch_folders() == before
+
+
+def test_the_page_steps_on_a_bucket_refuse_a_missing_or_changed_zip_and_a_repeated_id(
+    s3: S3Server, store: ObjectExportStore
+):
+    from zoho_crm.export.steps import publish_export, unzip_page, validate_page
+
+    run = export_run(store, "scheduled__refused")
+    missing = {**bucket_download(run, 1, "1001"), "key": "1001/other.zip"}
+    with pytest.raises(ExportStepError, match=r"sha256 \(missing\).*rerun the download task"):
+        unzip_page(missing, run)
+    changed = {**bucket_download(run, 1, "1001"), "sha256": "0" * 64}
+    with pytest.raises(ExportStepError, match="is not the file that was downloaded") as raised:
+        unzip_page(changed, run)
+    assert store.address(run.staged(f"{DOWNLOADS_SUBDIR}/1001/1001.zip")) in str(raised.value)
+    assert s3.keys(f"{prefix(store)}/{run.staged(EXPORT_SUBDIR)}/") == []  # nothing extracted
+    same_ids = [validate_page(unzip_page(bucket_download(run, number, f"100{number}"), run), run,
+                              field_metadata=FIELDS) for number in (1, 1)]
+    with pytest.raises(ExportStepError, match="record ids on more than one page"):
+        publish_export(run, [same_ids[0], replace(same_ids[1], page=2)], retention=KEEP_ALL)
+    assert s3.keys(f"{prefix(store)}/{run.final}/") == []

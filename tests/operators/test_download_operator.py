@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import tempfile
 import time
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,6 +25,7 @@ from airflow.sdk.serde import deserialize, serialize
 from airflow.triggers.base import TaskSuccessEvent, TriggerEvent
 
 from include.devtools.zoho_simulator.process import SimulatorProcess
+from tests.export.s3_server import BUCKET, CONN_ID, S3Server, s3_server
 from tests.simulator_fixtures import start_simulator
 from zoho_crm.hooks.zoho_crm import ZohoCRMHook
 from zoho_crm.operators.download import AttemptOutcome, OutcomeKind, ZohoBulkReadDownloadOperator
@@ -126,8 +129,65 @@ def test_success_holds_the_slot_then_returns_the_file(
     )
     assert result["count"] == job["count"] and result["attempts"] == 1
     assert sorted(p.name for p in (tmp_path / "out" / job["job_id"]).iterdir()) == [result["file_name"]]
+    assert result["key"] == f"{job['job_id']}/{result['file_name']}"  # under output_dir, as on any store
+    assert Path(result["path"]) == tmp_path / "out" / result["key"]  # a local store: the local file too
     assert not any(t["access_token"] in json.dumps(result) for t in sim.tokens())
     assert len(sim.requests("download")) == 1, "resuming after success must not download again"
+
+
+@pytest.fixture(scope="module")
+def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    with s3_server(tmp_path_factory.mktemp("moto")) as server:
+        yield server
+
+
+@pytest.fixture
+def scratch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The process's temporary folder (where an object store's scratch folders go), empty at the start."""
+    folder = tmp_path / "scratch"
+    folder.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    return folder
+
+
+def test_a_download_into_a_bucket_lands_under_its_key_and_leaves_no_local_file(
+    hook: ZohoCRMHook, sim: SimulatorProcess, s3: S3Server, scratch: Path, ctx: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name, value in s3.conn_env.items():
+        monkeypatch.setenv(name, value)
+    prefix = f"downloads-{uuid.uuid4().hex[:8]}"
+    job = completed_job(hook)
+    op = ZohoBulkReadDownloadOperator(task_id="download", job=job, output_dir=f"s3://{CONN_ID}@{BUCKET}/{prefix}")
+    deferred = defers(op.execute, ctx)
+    assert [r["status"] for r in sim.requests("download")] == [200]
+    assert_held_a_window(deferred, sim)
+    result = resume(op, deferred, ctx)
+    served = {d["job_id"]: d for d in sim.downloads()}[job["job_id"]]
+    assert "path" not in result, "no local path: the file is on no host's disk"
+    assert result["key"] == f"{job['job_id']}/{job['job_id']}.zip"
+    assert s3.keys(f"{prefix}/") == [f"{prefix}/{result['key']}"]
+    data = s3.client().get_object(Bucket=BUCKET, Key=f"{prefix}/{result['key']}")["Body"].read()
+    assert hashlib.sha256(data).hexdigest() == result["sha256"] == served["zip_sha256"]
+    assert result["size"] == len(data) and list(scratch.iterdir()) == []
+
+
+def test_an_upload_failing_after_the_answer_holds_the_slot_then_fails_for_a_retry(
+    hook: ZohoCRMHook, sim: SimulatorProcess, s3: S3Server, scratch: Path, ctx: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name, value in s3.conn_env.items():
+        monkeypatch.setenv(name, value)
+    job = completed_job(hook)
+    op = ZohoBulkReadDownloadOperator(task_id="download", job=job, output_dir=f"s3://{CONN_ID}@no-such-bucket/x")
+    deferred = defers(op.execute, ctx)
+    assert [r["status"] for r in sim.requests("download")] == [200]  # the request was made and counts
+    assert_held_a_window(deferred, sim)
+    assert deferred.kwargs["outcome"]["kind"] == "unexpected"
+    wait_until_moment(deferred)
+    with pytest.raises(RuntimeError):  # not AirflowFailException: Airflow's retries apply
+        resume(op, deferred, ctx)
+    assert list(scratch.iterdir()) == [] and "return_value" not in ctx["ti"].xcoms
 
 
 def first_event(trigger: SlotHoldTrigger) -> TriggerEvent:
