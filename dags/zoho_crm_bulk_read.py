@@ -19,5 +19,6 @@ dag = build_export_dag(
     custom_modules=_config["custom_modules"],
     warehouse_conn_id=_config["warehouse_conn_id"],
     load_lookback=_config["load_lookback"],
+    deletion_mode=_config["deletion_mode"],
     tags=["manual"],
 )

@@ -21,5 +21,6 @@ for _entry in _config["exports"]:
         custom_modules=_config["custom_modules"],
         warehouse_conn_id=_config["warehouse_conn_id"],
         load_lookback=_config["load_lookback"],
+        deletion_mode=_config["deletion_mode"],
         tags=["scheduled"],
     )

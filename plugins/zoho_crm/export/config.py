@@ -10,7 +10,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from zoho_crm.export.load import DEFAULT_LOAD_LOOKBACK
+from zoho_crm.export.load import DEFAULT_LOAD_LOOKBACK, check_deletion_mode
 
 CONFIG_ENV = "ZOHO_CRM_EXPORTS_CONFIG"
 
@@ -21,7 +21,7 @@ def load_export_config(default: Path) -> dict[str, Any]:
 
     :param default: the JSON file used when the environment names none (``custom_modules``, ``pool``, ``zoho_conn_id``, ``exports``; optional
         ``warehouse_conn_id``, the Postgres connection the CSV exports are loaded into, null or absent for none,
-        and ``load_lookback_minutes``, the incremental runs' look-back).
+        ``load_lookback_minutes``, the incremental runs' look-back, and ``deletion_mode``, mark or remove).
     """
     path = Path(os.environ.get(CONFIG_ENV) or default)
     try:
@@ -42,4 +42,8 @@ def load_export_config(default: Path) -> dict[str, Any]:
     if isinstance(minutes, bool) or not isinstance(minutes, int | float) or not minutes >= 0:
         raise ValueError(f"export settings {path}: load_lookback_minutes must be a number of at least 0, not {minutes!r}")
     config["load_lookback"] = timedelta(minutes=minutes)
+    try:
+        config["deletion_mode"] = check_deletion_mode(config.get("deletion_mode", "mark"))
+    except ValueError as err:
+        raise ValueError(f"export settings {path}: {err}") from None
     return config
