@@ -17,16 +17,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, NoReturn
+from functools import cached_property
+from typing import Any, ClassVar, NoReturn
 
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
 from zoho_crm.api.errors import ZohoError, valid_job_id
 from zoho_crm.hooks.job import BulkReadJob, WaitOutcome, WaitStatus
-
-if TYPE_CHECKING:
-    from zoho_crm.hooks.zoho_crm import ZohoCRMHook
+from zoho_crm.hooks.zoho_crm import ZohoCRMHook
 
 BACKOFF_FACTOR = 1.5
 """Each pause between two polls is this much longer than the one before, up to the policy's cap."""
@@ -110,6 +109,36 @@ class PollingPolicy:
         if self.pause(polls) >= self.max_poll_interval and waited > spent:
             polls += int((waited - spent) // self.max_poll_interval)
         return polls
+
+
+class JobWaiting:
+    """What every task that waits for a job has alike: its hook and its polling policy.
+
+    Mixed into an operator or sensor that sets ``zoho_conn_id``, ``poll_interval``, ``max_poll_interval`` and
+    the wait's deadline (``timeout``, or another attribute named by :attr:`wait_timeout`).
+    """
+
+    zoho_conn_id: str
+    poll_interval: float
+    max_poll_interval: float
+    timeout: Any
+    hook_kwargs: ClassVar[dict[str, Any]] = {}
+    """Keyword arguments of the task's :class:`~zoho_crm.hooks.zoho_crm.ZohoCRMHook` besides the connection."""
+
+    @property
+    def wait_timeout(self) -> float:
+        """How long one wait may last, in seconds (the task's ``timeout``)."""
+        return self.timeout
+
+    @cached_property
+    def hook(self) -> ZohoCRMHook:
+        """The task's hook, one per task instance."""
+        return ZohoCRMHook(self.zoho_conn_id, **self.hook_kwargs)
+
+    @property
+    def polling(self) -> PollingPolicy:
+        """Pace and deadline of the task's waits (and of its trigger when deferred)."""
+        return PollingPolicy(self.poll_interval, self.max_poll_interval, self.wait_timeout)
 
 
 class JobWatch:

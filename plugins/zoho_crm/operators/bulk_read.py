@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from functools import cached_property
 from typing import Any
 
 from airflow.sdk import BaseOperator, Context, conf
@@ -13,6 +12,7 @@ from zoho_crm.api.query import InvalidBulkReadQuery, build_bulk_read_body
 from zoho_crm.hooks.zoho_crm import ZohoCRMHook
 from zoho_crm.job_waiting import (
     DEFAULT_TIMEOUT_SECONDS,
+    JobWaiting,
     PollingPolicy,
     defer_until_job_done,
     fail_fast,
@@ -22,7 +22,7 @@ from zoho_crm.job_waiting import (
 )
 
 
-class ZohoBulkReadOperator(BaseOperator):
+class ZohoBulkReadOperator(JobWaiting, BaseOperator):
     """Create a Zoho CRM Bulk Read job; return ``{"job_id", "module", "file_type", "query", "page", ...}``.
 
     Inputs are checked before any Zoho call (see :func:`zoho_crm.api.query.build_bulk_read_body`); a bad
@@ -96,16 +96,6 @@ class ZohoBulkReadOperator(BaseOperator):
         self.max_poll_interval = max_poll_interval
         self.timeout = timeout
         PollingPolicy(poll_interval, max_poll_interval, timeout)  # a bad value fails at DAG parse, not at the wait
-
-    @cached_property
-    def hook(self) -> ZohoCRMHook:
-        """The task's hook, one per task instance."""
-        return ZohoCRMHook(self.zoho_conn_id)
-
-    @property
-    def polling(self) -> PollingPolicy:
-        """Pace and deadline of the wait (``wait_for_completion``)."""
-        return PollingPolicy(self.poll_interval, self.max_poll_interval, self.timeout)
 
     def execute(self, context: Context) -> dict[str, Any]:
         hook = self.hook

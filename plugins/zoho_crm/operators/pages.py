@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from functools import cached_property
 from typing import Any
 
 from airflow.sdk import BaseOperator, Context
@@ -13,6 +12,7 @@ from zoho_crm.api.query import build_bulk_read_body, uses_page_token
 from zoho_crm.hooks.zoho_crm import ZohoCRMHook
 from zoho_crm.job_waiting import (
     DEFAULT_TIMEOUT_SECONDS,
+    JobWaiting,
     PollingPolicy,
     defer_until_job_done,
     fail_fast,
@@ -21,7 +21,7 @@ from zoho_crm.job_waiting import (
 )
 
 
-class ZohoBulkReadPagesOperator(BaseOperator):
+class ZohoBulkReadPagesOperator(JobWaiting, BaseOperator):
     """Create and wait for the jobs of pages 2..n after ``first_page``; return every page's result, in order.
 
     The next page's job uses ``next_page_token`` on API v7+ and the next ``page`` number on v2-v6, until a page
@@ -61,15 +61,10 @@ class ZohoBulkReadPagesOperator(BaseOperator):
         self.max_pages = max_pages
         PollingPolicy(poll_interval, max_poll_interval, page_timeout)  # a bad value fails at DAG parse
 
-    @cached_property
-    def hook(self) -> ZohoCRMHook:
-        """The task's hook, one per task instance."""
-        return ZohoCRMHook(self.zoho_conn_id)
-
     @property
-    def polling(self) -> PollingPolicy:
-        """Pace and deadline of each page's wait."""
-        return PollingPolicy(self.poll_interval, self.max_poll_interval, self.page_timeout)
+    def wait_timeout(self) -> float:
+        """How long each page's wait may last, in seconds (``page_timeout``)."""
+        return self.page_timeout
 
     def execute(self, context: Context) -> list[dict[str, Any]]:
         return self._continue([dict(self.first_page)])

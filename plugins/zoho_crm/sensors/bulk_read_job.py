@@ -5,8 +5,7 @@ from __future__ import annotations
 import time
 import warnings
 from collections.abc import Sequence
-from functools import cached_property
-from typing import Any
+from typing import Any, ClassVar
 
 from airflow.sdk import BaseSensorOperator, Context, PokeReturnValue, conf
 from airflow.sdk.exceptions import AirflowSensorTimeout
@@ -17,6 +16,7 @@ from zoho_crm.hooks.job import WaitOutcome, WaitStatus
 from zoho_crm.hooks.zoho_crm import ZohoCRMHook
 from zoho_crm.job_waiting import (
     DEFAULT_TIMEOUT_SECONDS,
+    JobWaiting,
     JobWatch,
     PollingPolicy,
     defer_until_job_done,
@@ -27,7 +27,7 @@ from zoho_crm.job_waiting import (
 )
 
 
-class ZohoBulkReadJobSensor(BaseSensorOperator):
+class ZohoBulkReadJobSensor(JobWaiting, BaseSensorOperator):
     """Wait until a Bulk Read job is COMPLETED; return ``{"job_id", "module", "file_type", "page", "count",
     "per_page", "more_records", "next_page_token", "download_url"}``.
 
@@ -52,6 +52,8 @@ class ZohoBulkReadJobSensor(BaseSensorOperator):
 
     template_fields: Sequence[str] = ("job_id",)
     ui_color = "#e42527"
+    hook_kwargs: ClassVar[dict[str, Any]] = {"retry_attempts": 1}
+    """One attempt per poke: the pokes themselves are the retry."""
 
     def __init__(
         self,
@@ -87,16 +89,6 @@ class ZohoBulkReadJobSensor(BaseSensorOperator):
                 UserWarning,
                 stacklevel=2,
             )
-
-    @cached_property
-    def hook(self) -> ZohoCRMHook:
-        """The task's hook, one per task instance; one attempt per poke: the pokes themselves are the retry."""
-        return ZohoCRMHook(self.zoho_conn_id, retry_attempts=1)
-
-    @property
-    def polling(self) -> PollingPolicy:
-        """Pace and deadline of the pokes (and of the trigger in deferrable mode)."""
-        return PollingPolicy(self.poll_interval, self.max_poll_interval, self.timeout)
 
     def execute(self, context: Context) -> Any:
         try:  # the id goes into Zoho URLs and, downstream, into paths: digits only
