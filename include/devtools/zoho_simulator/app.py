@@ -39,10 +39,10 @@ from .clock import ORG_TZ, Clock, iso
 from .config import Settings
 from .criteria import Criteria, matching_indices, parse_fields
 from .data import MODULES, NOT_EXPORTABLE, ORG_PREFIX, USERS, Dataset
-from .errors import ZohoError, json_response
+from .errors import ZohoError, json_object, json_response
 from .exports import BuiltPage, build_page
 from .history import Events
-from .history_api import add_history_routes, deleted_records, parse_moment
+from .history_api import add_history_routes, deleted_records, module_snapshot
 from .metadata import fields_json
 
 CHUNK = 256 * 1024
@@ -618,9 +618,7 @@ async def ctl_requests(request: web.Request) -> web.Response:
 async def ctl_faults(request: web.Request) -> web.Response:
     sim: Simulator = request.app[SIM]
     if request.method == "POST":
-        changes = await request.json()
-        if not isinstance(changes, dict):
-            raise ValueError("POST /__sim__/faults wants a JSON object of settings")
+        changes = await json_object(request, "POST /__sim__/faults wants a JSON object of settings")
         sim.settings.update(changes)
         sim.sync_dataset()
     return json_response(sim.settings.to_json())
@@ -651,11 +649,7 @@ async def ctl_reset(request: web.Request) -> web.Response:
 
 
 async def ctl_records(request: web.Request) -> web.Response:
-    sim: Simulator = request.app[SIM]
-    module = request.match_info["module"]
-    if module not in MODULES:
-        raise ValueError(f"unknown module {module!r}")
-    data = sim.snapshot(parse_moment(request.query["at"], "at") if request.query.get("at") else None)
+    sim, module, data = module_snapshot(request)
     spec = data.spec(module)
     raw = request.query.get("criteria")
     criteria = Criteria(spec, json.loads(raw)) if raw else None

@@ -1,4 +1,5 @@
-"""Zoho's error answers: ``{"code", "details", "message", "status": "error"}`` with their HTTP statuses."""
+"""Zoho's error answers: ``{"code", "details", "message", "status": "error"}`` with their HTTP statuses; the JSON
+bodies every handler answers and every control call reads."""
 
 from __future__ import annotations
 
@@ -30,3 +31,15 @@ class ZohoError(Exception):
 
 def json_response(body: Any, status: int = 200) -> web.Response:
     return web.Response(body=json.dumps(body).encode(), status=status, content_type="application/json")
+
+
+async def json_object(request: web.Request, wants: str) -> dict[str, Any]:
+    """The request's JSON body, which must be an object; else a ValueError saying ``wants`` (a 400 answer).
+
+    :param request: the control call.
+    :param wants: what the call wants, for the error.
+    """
+    body = await request.json()
+    if not isinstance(body, dict):
+        raise ValueError(wants)
+    return body

@@ -15,7 +15,7 @@ from .appkey import SIM
 from .clock import ORG_TZ, iso
 from .criteria import DATETIME_RE
 from .data import MODULES, USERS, Dataset, F, owner_subfield
-from .errors import ZohoError, json_response
+from .errors import ZohoError, json_object, json_response
 from .history import deletions
 from .metadata import field_json
 
@@ -37,6 +37,18 @@ def parse_moment(value: Any, name: str) -> int:
         raise ValueError(f"{name} must be an ISO 8601 datetime with offset, e.g. 2026-11-10T00:00:00+00:00 "
                          f"(got {value!r})")
     return int(datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp())
+
+
+def module_snapshot(request: web.Request) -> tuple[Simulator, str, Dataset]:
+    """(simulator, module, data) of a control call about ``{module}``: the data at ``?at=`` or the clock's now.
+
+    :param request: the control call.
+    """
+    sim: Simulator = request.app[SIM]
+    module = request.match_info["module"]
+    if module not in MODULES:
+        raise ValueError(f"unknown module {module!r}")
+    return sim, module, sim.snapshot(parse_moment(request.query["at"], "at") if request.query.get("at") else None)
 
 
 # -- the Deleted Records API ------------------------------------------------------------------------------------
@@ -158,9 +170,7 @@ async def ctl_clock(request: web.Request) -> web.Response:
     """GET: the simulated now; POST ``{"now": ISO, "rate": seconds per second}`` (both optional) moves it."""
     sim: Simulator = request.app[SIM]
     if request.method == "POST":
-        body = await request.json()
-        if not isinstance(body, dict):
-            raise ValueError('POST /__sim__/clock wants {"now": "<ISO 8601 with offset>", "rate": <float>}')
+        body = await json_object(request, 'POST /__sim__/clock wants {"now": "<ISO 8601 with offset>", "rate": <float>}')
         now = parse_moment(body["now"], "now") if body.get("now") is not None else None
         sim.clock.set(now, None if body.get("rate") is None else float(body["rate"]))
     return json_response({**sim.clock.to_json(), "end": iso(sim.dataset.end)})
@@ -169,9 +179,7 @@ async def ctl_clock(request: web.Request) -> web.Response:
 async def _body(request: web.Request) -> tuple[Simulator, dict[str, Any], str, int, int]:
     """(simulator, body, module, record index, at) of a control call about one record."""
     sim: Simulator = request.app[SIM]
-    body = await request.json()
-    if not isinstance(body, dict):
-        raise ValueError("the body must be a JSON object")
+    body = await json_object(request, "the body must be a JSON object")
     module = body.get("module")
     if module not in MODULES:
         raise ValueError(f"unknown module {module!r}; known: {', '.join(MODULES)}")
@@ -252,11 +260,7 @@ async def ctl_fields(request: web.Request) -> web.Response:
 
 async def ctl_deleted(request: web.Request) -> web.Response:
     """Every deletion of a module at the clock's now (or ``?at=``), unpaged: the truth tests compare with."""
-    sim: Simulator = request.app[SIM]
-    module = request.match_info["module"]
-    if module not in MODULES:
-        raise ValueError(f"unknown module {module!r}")
-    data = sim.snapshot(parse_moment(request.query["at"], "at") if request.query.get("at") else None)
+    sim, module, data = module_snapshot(request)
     loop = asyncio.get_running_loop()
     entries, _ = await loop.run_in_executor(sim.query_executor, deleted_page, data, module, "all", None, 1,
                                             data.count(module) or 1)
