@@ -25,7 +25,7 @@ from airflow.sdk.serde import deserialize, serialize
 from airflow.triggers.base import TaskSuccessEvent, TriggerEvent
 
 from include.devtools.zoho_simulator.process import SimulatorProcess
-from tests.export.s3_server import BUCKET, CONN_ID, S3Server, s3_server
+from tests.export.s3_server import BUCKET, S3Server, s3_server
 from tests.simulator_fixtures import start_simulator
 from zoho_crm.hooks.zoho_crm import ZohoCRMHook
 from zoho_crm.operators.download import AttemptOutcome, OutcomeKind, ZohoBulkReadDownloadOperator
@@ -135,10 +135,23 @@ def test_success_holds_the_slot_then_returns_the_file(
     assert len(sim.requests("download")) == 1, "resuming after success must not download again"
 
 
+S3_CONN_ID = "zoho_download_s3"
+"""A connection id of this module's own: Airflow caches an object store's filesystem per connection id in the
+process, so another module's server (stopped by now) must not be reached through a shared id."""
+
+
 @pytest.fixture(scope="module")
 def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
     with s3_server(tmp_path_factory.mktemp("moto")) as server:
         yield server
+
+
+@pytest.fixture
+def s3_conn(s3: S3Server, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The module's aws connection to its S3 server; returns its id."""
+    (conn,) = s3.conn_env.values()
+    monkeypatch.setenv(f"AIRFLOW_CONN_{S3_CONN_ID.upper()}", conn)
+    return S3_CONN_ID
 
 
 @pytest.fixture
@@ -151,14 +164,11 @@ def scratch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def test_a_download_into_a_bucket_lands_under_its_key_and_leaves_no_local_file(
-    hook: ZohoCRMHook, sim: SimulatorProcess, s3: S3Server, scratch: Path, ctx: dict[str, Any],
-    monkeypatch: pytest.MonkeyPatch,
+    hook: ZohoCRMHook, sim: SimulatorProcess, s3: S3Server, s3_conn: str, scratch: Path, ctx: dict[str, Any]
 ) -> None:
-    for name, value in s3.conn_env.items():
-        monkeypatch.setenv(name, value)
     prefix = f"downloads-{uuid.uuid4().hex[:8]}"
     job = completed_job(hook)
-    op = ZohoBulkReadDownloadOperator(task_id="download", job=job, output_dir=f"s3://{CONN_ID}@{BUCKET}/{prefix}")
+    op = ZohoBulkReadDownloadOperator(task_id="download", job=job, output_dir=f"s3://{s3_conn}@{BUCKET}/{prefix}")
     deferred = defers(op.execute, ctx)
     assert [r["status"] for r in sim.requests("download")] == [200]
     assert_held_a_window(deferred, sim)
@@ -173,13 +183,10 @@ def test_a_download_into_a_bucket_lands_under_its_key_and_leaves_no_local_file(
 
 
 def test_an_upload_failing_after_the_answer_holds_the_slot_then_fails_for_a_retry(
-    hook: ZohoCRMHook, sim: SimulatorProcess, s3: S3Server, scratch: Path, ctx: dict[str, Any],
-    monkeypatch: pytest.MonkeyPatch,
+    hook: ZohoCRMHook, sim: SimulatorProcess, s3: S3Server, s3_conn: str, scratch: Path, ctx: dict[str, Any]
 ) -> None:
-    for name, value in s3.conn_env.items():
-        monkeypatch.setenv(name, value)
     job = completed_job(hook)
-    op = ZohoBulkReadDownloadOperator(task_id="download", job=job, output_dir=f"s3://{CONN_ID}@no-such-bucket/x")
+    op = ZohoBulkReadDownloadOperator(task_id="download", job=job, output_dir=f"s3://{s3_conn}@no-such-bucket/x")
     deferred = defers(op.execute, ctx)
     assert [r["status"] for r in sim.requests("download")] == [200]  # the request was made and counts
     assert_held_a_window(deferred, sim)
