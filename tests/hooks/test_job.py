@@ -6,8 +6,8 @@ import json
 
 import pytest
 
+from tests.hooks.bulk_read_jobs import completed_leads_result, new_job
 from tests.hooks.zoho_conn import assert_no_secret
-from zoho_crm.api.query import build_bulk_read_body
 from zoho_crm.hooks.job import (
     EVENT_KEYS,
     RESULT_KEYS,
@@ -17,10 +17,6 @@ from zoho_crm.hooks.job import (
     WaitStatus,
 )
 from zoho_crm.hooks.zoho_crm import ZohoCRMHook
-
-
-def new_job(module: str = "Leads", **kwargs) -> str:
-    return ZohoCRMHook().create_bulk_read_job(build_bulk_read_body(module, **kwargs))["id"]
 
 
 def states_until_done(sim, job_id: str) -> dict[str, BulkReadJob]:
@@ -52,17 +48,7 @@ def test_every_state_of_a_job_that_completes(zoho_conn):
             job.result()
     done = seen["COMPLETED"]
     assert done.is_terminal and done.completed and not done.failed
-    assert done.result() == {
-        "job_id": job_id,
-        "module": "Leads",
-        "file_type": "csv",
-        "page": 1,
-        "count": 300,
-        "per_page": 200000,
-        "more_records": False,
-        "next_page_token": None,
-        "download_url": f"/crm/bulk/v8/read/{job_id}/result",
-    }
+    assert done.result() == completed_leads_result(job_id)
     assert tuple(done.result()) == RESULT_KEYS
     assert_no_secret(json.dumps(done.result()), zoho_conn)
 

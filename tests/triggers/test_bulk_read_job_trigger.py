@@ -5,11 +5,10 @@ from __future__ import annotations
 import asyncio
 import time
 
+from tests.hooks.bulk_read_jobs import completed_leads_result, new_job
 from tests.hooks.zoho_conn import assert_no_secret
 from tests.simulator_fixtures import start_simulator
 from zoho_crm.airflow_compat import MIN_DEFERRAL_SECONDS
-from zoho_crm.api.query import build_bulk_read_body
-from zoho_crm.hooks.zoho_crm import ZohoCRMHook
 from zoho_crm.triggers.bulk_read_job import ZohoBulkReadJobTrigger
 
 EVENT_KEYS = {"status", "job_id", "state", "result", "message", "code", "waited_seconds"}
@@ -37,10 +36,6 @@ def run_trigger(trigger: ZohoBulkReadJobTrigger) -> tuple[list[dict], float]:
         return events, stalls[0]
 
     return asyncio.run(main())
-
-
-def new_job(module: str = "Leads", **kwargs) -> str:
-    return ZohoCRMHook().create_bulk_read_job(build_bulk_read_body(module, **kwargs))["id"]
 
 
 def test_serialize_round_trip():
@@ -80,17 +75,7 @@ def test_completed(zoho_conn):
     assert len(events) == 1 and set(events[0]) == EVENT_KEYS
     event = events[0]
     assert (event["status"], event["state"], event["job_id"]) == ("completed", "COMPLETED", job_id)
-    assert event["result"] == {
-        "job_id": job_id,
-        "module": "Leads",
-        "file_type": "csv",
-        "page": 1,
-        "count": 300,
-        "per_page": 200000,
-        "more_records": False,
-        "next_page_token": None,
-        "download_url": f"/crm/bulk/v8/read/{job_id}/result",
-    }
+    assert event["result"] == completed_leads_result(job_id)
     assert stall < 2.0, f"the event loop stalled for {stall:.2f}s"
     assert_no_secret(repr(events), zoho_conn)
 
