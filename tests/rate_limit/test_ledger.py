@@ -94,6 +94,25 @@ def download_jobs(jobs: list[dict[str, Any]], out: str, results: Any) -> None:
         results.put(traceback.format_exc())
 
 
+def run_forked(target: Callable[..., None], args: list[tuple[Any, ...]], timeout: float) -> list[Any]:
+    """Run ``target(*worker_args, results)`` in a forked process per entry of ``args``; what each put on
+    ``results`` ("ok" or its traceback), in the order they finished.
+
+    :param target: the worker; it puts one outcome on its last argument, a queue.
+    :param args: each worker's arguments before the queue.
+    :param timeout: how long to wait for each outcome, in seconds.
+    """
+    ctx = multiprocessing.get_context("fork")
+    results = ctx.Queue()
+    workers = [ctx.Process(target=target, args=(*worker_args, results)) for worker_args in args]
+    for worker in workers:
+        worker.start()
+    outcomes = [results.get(timeout=timeout) for _ in workers]
+    for worker in workers:
+        worker.join(30)
+    return outcomes
+
+
 def test_processes_without_a_pool_stay_within_the_connections_limit(
     sim: SimulatorProcess, hook: ZohoCRMHook, tmp_path: Path, monkeypatch: pytest.MonkeyPatch  # noqa: F811
 ) -> None:
@@ -104,17 +123,9 @@ def test_processes_without_a_pool_stay_within_the_connections_limit(
     connection["extra"]["download_limit"] = limit
     monkeypatch.setenv(CONN_ENV, json.dumps(connection))
     first = next_request_seq(sim)
-    ctx = multiprocessing.get_context("fork")
-    results = ctx.Queue()
-    workers = [
-        ctx.Process(target=download_jobs, args=(jobs[i::processes], str(tmp_path / f"out{i}"), results))
-        for i in range(processes)
-    ]
-    for worker in workers:
-        worker.start()
-    outcomes = [results.get(timeout=120) for _ in workers]
-    for worker in workers:
-        worker.join(30)
+    outcomes = run_forked(
+        download_jobs, [(jobs[i::processes], str(tmp_path / f"out{i}")) for i in range(processes)], timeout=120
+    )
     assert outcomes == ["ok"] * processes, outcomes
     ours, _ = download_log(sim, since=first)
     assert len(ours) == processes * jobs_each and {r["status"] for r in ours} == {200}

@@ -27,7 +27,7 @@ from tests.hooks.redis_fixtures import RedisState
 from tests.hooks.token_worker import settle_on
 from tests.operators.download_checks import assert_never_over_limit, download_log, next_request_seq
 from tests.operators.test_download_operator import completed_job
-from tests.rate_limit.test_ledger import download_jobs
+from tests.rate_limit.test_ledger import download_jobs, run_forked
 from tests.simulator_fixtures import start_simulator
 from zoho_crm.hooks.zoho_crm import ZohoCRMHook
 from zoho_crm.rate_limit.redis_ledger import RedisDownloadLedger
@@ -67,17 +67,8 @@ def test_three_runs_on_hosts_sharing_no_directory_never_exceed_ten_per_window(
     runs, jobs_each = 3, 10
     jobs = [completed_job(redis_hook) for _ in range(runs * jobs_each)]
     first = next_request_seq(window_sim)
-    ctx = multiprocessing.get_context("fork")
-    results = ctx.Queue()
     hosts = [tmp_path / f"host-{i}" for i in range(runs)]
-    workers = [
-        ctx.Process(target=download_run, args=(hosts[i], jobs[i::runs], results)) for i in range(runs)
-    ]
-    for worker in workers:
-        worker.start()
-    outcomes = [results.get(timeout=180) for _ in workers]
-    for worker in workers:
-        worker.join(30)
+    outcomes = run_forked(download_run, [(hosts[i], jobs[i::runs]) for i in range(runs)], timeout=180)
     assert outcomes == ["ok"] * runs, outcomes
     ours, _ = download_log(window_sim, since=first)
     assert len(ours) == runs * jobs_each and {r["status"] for r in ours} == {200}
