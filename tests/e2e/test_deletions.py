@@ -17,8 +17,7 @@ Module Vendors: the other tests of the deployment export Leads, Contacts, Events
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +26,19 @@ import pytest
 
 from include.devtools.polling import wait_until
 from tests.deployments import LOCAL, Deployment
+from tests.e2e import tables_support
+from tests.e2e.tables_support import (
+    at,
+    expected,
+    loaded,
+    manifest_of,
+    runs_of,
+    scheduled_days,
+    table,
+    waiting_loads,
+)
 from tests.e2e.test_export_dag import assert_run_ok
-from tests.e2e.test_tables import expected, loaded, manifest_of, runs_of, table, waiting_loads
 from zoho_crm.export.load import DELETIONS_OVERLAP, LOAD_SUMMARY_NAME
-from zoho_crm.export.records import zoho_datetime
 
 pytestmark = [*LOCAL, pytest.mark.timeout(1200)]
 
@@ -39,27 +47,7 @@ MODULE = "Vendors"
 LOCK_KEY = f"zoho_crm.{MODULE.lower()}"
 FILTER = {"field": {"api_name": "GL_Account"}, "comparator": "equal", "value": "Sales-Software"}
 
-
-@pytest.fixture(scope="module")
-def deployment(local_deployment: Deployment) -> Iterator[Deployment]:
-    """The compressed-clock deployment, its simulator's clock standing still at the present (restored after)."""
-    sim = local_deployment.sim
-    before = sim.clock()
-    sim.set_clock(now=zoho_datetime(datetime.now(UTC)), rate=0)
-    try:
-        yield local_deployment
-    finally:
-        sim.set_clock(now=before["now"], rate=before["rate"])
-
-
-@pytest.fixture(scope="module")
-def warehouse(deployment: Deployment) -> Iterator[psycopg.Connection]:
-    with psycopg.connect(deployment.warehouse_uri, autocommit=True) as conn:
-        yield conn
-
-
-def at(moment: datetime) -> str:
-    return zoho_datetime(moment)
+deployment, warehouse = tables_support.deployment, tables_support.warehouse  # the fixtures
 
 
 def marks(conn: psycopg.Connection) -> dict[int, tuple[datetime | None, int | None]]:
@@ -117,8 +105,7 @@ def test_scheduled_runs_apply_deletions_restores_and_a_full_export_reconciles(
     deployment: Deployment, warehouse: psycopg.Connection
 ) -> None:
     stack, sim = deployment.stack, deployment.sim
-    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    first, second, third = (today - timedelta(days=days) for days in (3, 2, 1))
+    today, first, second, third = scheduled_days()
     ids = sim.record_ids(MODULE)
     assert len(ids) >= 230, "enough records for a deletions list of two pages"
     many, restored, changed = ids[:205], ids[205], ids[206]

@@ -14,102 +14,43 @@ Modules Accounts and Deals: the other tests of the deployment export Leads, Cont
 
 from __future__ import annotations
 
-import json
 import signal
-import urllib.error
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal
-from pathlib import Path
+from datetime import datetime, timedelta
 from typing import Any
 
 import psutil
 import psycopg
 import pytest
-from psycopg import sql
 
 from include.devtools.airflow_stack import AirflowStack
 from include.devtools.polling import wait_until
+from include.devtools.zoho_simulator.process import SimulatorProcess
 from tests.deployments import LOCAL, Deployment
+from tests.e2e import tables_support
+from tests.e2e.tables_support import (
+    at,
+    columns,
+    expected,
+    loaded,
+    manifest_of,
+    runs_of,
+    scheduled_days,
+    table,
+    waiting_loads,
+)
 from tests.e2e.test_export_dag import assert_run_ok
 from zoho_crm.export.load import DEFAULT_LOAD_LOOKBACK
-from zoho_crm.export.records import zoho_datetime
 
 pytestmark = [*LOCAL, pytest.mark.timeout(1500)]
 
 MAIN_DAG = "zoho_crm_bulk_read"
 DAILY_DAG = "zoho_test_tables_accounts"
 SUBSET_DAG = "zoho_test_tables_deals_subset"
-BOOKKEEPING_PREFIX = "_"
-"""Bookkeeping columns (``_zoho_synced_at``, ``_zoho_run_key``, ...): Zoho field API names never start with it."""
 NEW_FIELD = "Zz_Loyalty_Score"
 
-
-@pytest.fixture(scope="module")
-def deployment(local_deployment: Deployment) -> Iterator[Deployment]:
-    """The compressed-clock deployment, its simulator's clock standing still at the present (restored after)."""
-    sim = local_deployment.sim
-    before = sim.clock()
-    sim.set_clock(now=zoho_datetime(datetime.now(UTC)), rate=0)
-    try:
-        yield local_deployment
-    finally:
-        sim.set_clock(now=before["now"], rate=before["rate"])
-
-
-@pytest.fixture(scope="module")
-def warehouse(deployment: Deployment) -> Iterator[psycopg.Connection]:
-    with psycopg.connect(deployment.warehouse_uri, autocommit=True) as conn:
-        yield conn
-
-
-def columns(conn: psycopg.Connection, module: str) -> dict[str, str]:
-    """The table's columns and their types (empty without a table)."""
-    rows = conn.execute(
-        "SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a WHERE a.attrelid = "
-        "to_regclass(%s) AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum", [f"zoho_crm.{module.lower()}"]
-    ).fetchall()
-    return dict(rows)
-
-
-def table(conn: psycopg.Connection, module: str) -> dict[int, dict[str, Any]]:
-    """Every row of the module's table by id, without the bookkeeping columns."""
-    names = [n for n in columns(conn, module) if not n.startswith(BOOKKEEPING_PREFIX)]
-    if not names:
-        return {}
-    query = sql.SQL("SELECT {} FROM {}").format(sql.SQL(", ").join(map(sql.Identifier, names)),
-                                                sql.Identifier("zoho_crm", module.lower()))
-    rows = [dict(zip(names, row, strict=True)) for row in conn.execute(query)]
-    assert len({row["id"] for row in rows}) == len(rows), "one row per record"
-    return {row["id"]: row for row in rows}
-
-
-def typed(value: str, pg_type: str) -> Any:
-    """A CSV value of the simulator as the table holds it."""
-    if value == "":
-        return None
-    if pg_type == "bigint":
-        return int(value)
-    if pg_type.startswith("numeric"):
-        return Decimal(value)
-    if pg_type == "boolean":
-        return {"true": True, "false": False}[value]
-    if pg_type == "date":
-        return date.fromisoformat(value)
-    if pg_type == "timestamp with time zone":
-        return datetime.fromisoformat(value)
-    return value
-
-
-def expected(deployment: Deployment, conn: psycopg.Connection, module: str, at: str | None = None) -> dict:
-    """The simulator's live records (at ``at``, default now) in the table's columns and types."""
-    types = {n: t for n, t in columns(conn, module).items() if not n.startswith(BOOKKEEPING_PREFIX)}
-    try:
-        rows = deployment.sim.records(module, [n for n in types if n != "id"], at=at)
-    except urllib.error.HTTPError as err:
-        raise AssertionError(f"the simulator refused GET records/{module}: {err.read()[:1000]!r}") from None
-    return {int(row["id"]): {n: typed(row[n], t) for n, t in types.items()} for row in rows}
+deployment, warehouse = tables_support.deployment, tables_support.warehouse  # the fixtures
 
 
 def assert_table_is_the_simulator(deployment: Deployment, conn: psycopg.Connection, module: str) -> None:
@@ -136,17 +77,6 @@ def table_locked(deployment: Deployment, module: str) -> Iterator[psycopg.Connec
         holder.execute("SELECT pg_advisory_unlock_all()")
 
 
-def waiting_loads(conn: psycopg.Connection, count: int) -> list[tuple[int, int]]:
-    """Wait until ``count`` loads wait for the table's lock; their (backend pid, client port)."""
-    def waiting() -> list[tuple[int, int]] | None:
-        found = conn.execute(
-            "SELECT pid, client_port FROM pg_stat_activity WHERE datname = current_database() AND "
-            "wait_event_type = 'Lock' AND wait_event = 'advisory' AND pid <> pg_backend_pid()").fetchall()
-        return found if len(found) >= count else None
-
-    return wait_until(waiting, timeout=300, interval=0.5, what=f"{count} load(s) waiting for the table")
-
-
 def process_of_client(port: int) -> psutil.Process:
     """The local process whose TCP connection to the database has ``port``: the load task's process."""
     owners = [c.pid for c in psutil.net_connections(kind="tcp") if c.laddr and c.laddr.port == port and c.pid]
@@ -156,33 +86,19 @@ def process_of_client(port: int) -> psutil.Process:
     return process
 
 
-def runs_of(stack: AirflowStack, dag_id: str, run_type: str, count: int) -> list[dict]:
-    def found() -> list[dict] | None:
-        runs = sorted((r for r in stack.dag_runs(dag_id) if r["run_type"] == run_type),
-                      key=lambda r: r["data_interval_start"])
-        return runs if len(runs) >= count else None
-
-    return wait_until(found, timeout=600, interval=1, what=f"{count} {run_type} run(s) of {dag_id}")
-
-
-def manifest_of(stack: AirflowStack, dag_id: str, run_id: str) -> dict[str, Any]:
-    return json.loads(Path(stack.return_value(dag_id, run_id, "manifest")["manifest"]).read_text())
-
-
-def loaded(stack: AirflowStack, dag_id: str, run_id: str) -> dict[str, Any]:
-    return stack.return_value(dag_id, run_id, "load_table")
-
-
-def at(moment: datetime) -> str:
-    return zoho_datetime(moment)
+def main_and_subset_dags(deployment: Deployment) -> tuple[AirflowStack, SimulatorProcess]:
+    """The deployment's stack and simulator, once the all-fields DAG and the field-subset DAG are parsed."""
+    stack = deployment.stack
+    stack.wait_for_dag(MAIN_DAG)
+    stack.wait_for_dag(SUBSET_DAG)
+    return stack, deployment.sim
 
 
 def test_scheduled_intervals_after_the_first_full_load_then_a_backfill_that_changes_nothing_newer(
     deployment: Deployment, warehouse: psycopg.Connection
 ) -> None:
     stack, sim = deployment.stack, deployment.sim
-    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    first, second, third = (today - timedelta(days=days) for days in (3, 2, 1))
+    today, first, second, third = scheduled_days()
     ids = sim.record_ids("Accounts")
     twice, in_second, late, in_third = (ids[i] for i in (0, 1, 2, 3))
     with table_locked(deployment, "Accounts"):
@@ -270,9 +186,7 @@ def test_an_added_column_appears_and_a_load_killed_midway_leaves_the_table_as_it
 def test_a_field_subset_load_keeps_the_columns_outside_the_subset(
     deployment: Deployment, warehouse: psycopg.Connection
 ) -> None:
-    stack, sim = deployment.stack, deployment.sim
-    stack.wait_for_dag(MAIN_DAG)
-    stack.wait_for_dag(SUBSET_DAG)
+    stack, sim = main_and_subset_dags(deployment)
     full = stack.trigger(MAIN_DAG, conf={"module": "Deals"})
     assert_run_ok(stack, MAIN_DAG, full)
     assert_table_is_the_simulator(deployment, warehouse, "Deals")
@@ -298,9 +212,7 @@ def test_a_field_subset_load_keeps_the_columns_outside_the_subset(
 def test_two_concurrent_runs_of_one_module_both_succeed_and_the_table_is_consistent(
     deployment: Deployment, warehouse: psycopg.Connection
 ) -> None:
-    stack, sim = deployment.stack, deployment.sim
-    stack.wait_for_dag(MAIN_DAG)
-    stack.wait_for_dag(SUBSET_DAG)
+    stack, sim = main_and_subset_dags(deployment)
     now = datetime.fromisoformat(sim.clock()["now"])
     for index in (7, 8, 9):
         sim.change_record("Deals", sim.record_ids("Deals")[index], at(now - timedelta(seconds=10)))

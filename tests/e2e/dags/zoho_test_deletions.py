@@ -5,18 +5,6 @@ records are marked (the default ``deletion_mode``). (The words Airflow and DAG i
 safe mode parse it.)
 """
 
-import pendulum
+from tests.e2e.daily_dags import three_scheduled_days
 
-from include.devtools.local_setup import WAREHOUSE_CONN_ID
-from zoho_crm.export.dag import build_export_dag
-
-zoho_test_deletions_vendors = build_export_dag(
-    "zoho_test_deletions_vendors",
-    module="Vendors",
-    schedule="@daily",
-    start_date=pendulum.today("UTC").subtract(days=3),
-    catchup=True,
-    warehouse_conn_id=WAREHOUSE_CONN_ID,
-    tags=["test"],
-)
-zoho_test_deletions_vendors.max_active_runs = 1  # in order: the first run's full load before the incremental ones
+zoho_test_deletions_vendors = three_scheduled_days("zoho_test_deletions_vendors", "Vendors")
