@@ -210,6 +210,23 @@ class _LosingAccountsHost(QuietHandler):
         self.wfile.write(b"Bad Gateway")
 
 
+def assert_one_failed_refresh_for_all(sim, results: list[dict], before: int) -> None:
+    """Every worker failed with a transient error on the failure marker, naming no secret, after one retried
+    refresh sequence in all (3 token requests since ``before``) and no job call.
+
+    :param sim: the simulator.
+    :param results: the workers' results (:func:`~tests.hooks.token_worker.run_workers`).
+    :param before: the simulator's token request count before the workers ran.
+    """
+    errors = [r.get("error") or "" for r in results]
+    assert all("ZohoTransientError" in e for e in errors), errors
+    assert all("no process asks again" in e for e in errors), "every process ended on the failure marker"
+    assert token_requests(sim) - before == 3
+    assert not sim.requests("details")
+    for text in errors:
+        assert_no_secret(text, sim)
+
+
 def test_waiters_do_not_repeat_a_failed_retried_refresh(sim, monkeypatch, tmp_path):
     """Four processes behind a slow, failing accounts host: one retried refresh sequence in all (3 requests), not
     one per process and per outer retry (4 x 3 x 3); every process fails with a transient error naming no secret."""
@@ -220,13 +237,7 @@ def test_waiters_do_not_repeat_a_failed_retried_refresh(sim, monkeypatch, tmp_pa
         monkeypatch.setenv(*sim.env_var(conn_type="http", token_cache_dir=tmp_path / "shared-cache",
                                         accounts_url=accounts))
         results = run_workers(job_id, 4, 1, hook_kwargs={"retry_attempts": 3, "retry_max_wait": 0.2})
-    errors = [r.get("error") or "" for r in results]
-    assert all("ZohoTransientError" in e for e in errors), errors
-    assert all("no process asks again" in e for e in errors), "every process ended on the failure marker"
-    assert token_requests(sim) - before == 3
-    assert not sim.requests("details")
-    for text in errors:
-        assert_no_secret(text, sim)
+    assert_one_failed_refresh_for_all(sim, results, before)
 
 
 class _TokenCatcher(QuietHandler):
