@@ -39,6 +39,7 @@ import numpy as np  # noqa: E402
 import psycopg  # noqa: E402
 from psycopg import sql  # noqa: E402
 
+from bench.targets import verdict  # noqa: E402
 from include.devtools.zoho_simulator.data import MODULES, Dataset  # noqa: E402
 from include.devtools.zoho_simulator.exports import build_page  # noqa: E402
 from include.devtools.zoho_simulator.metadata import fields_json  # noqa: E402
@@ -194,10 +195,7 @@ def main() -> int:
             if target and ratio > LOAD_RATIO_LIMIT:
                 failures.append(f"{label}: ratio {ratio:.2f} > {LOAD_RATIO_LIMIT}")
         print(f"counts: same page {results['same']}\n        newer version {results['updates']}")
-    for failure in failures:
-        print(f"MISSED: {failure}", file=sys.stderr)
-    print("targets met" if not failures else "targets MISSED")
-    return 1 if failures else 0
+    return verdict(failures)
 
 
 if __name__ == "__main__":

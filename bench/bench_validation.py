@@ -25,8 +25,9 @@ import zipfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "plugins"))
+sys.path[:0] = [str(ROOT / "plugins"), str(ROOT)]
 
+from bench.targets import verdict  # noqa: E402
 from zoho_crm.export.layout import DOWNLOADS_SUBDIR, run_key  # noqa: E402
 from zoho_crm.export.records import ExportQuery, ExportRun  # noqa: E402
 from zoho_crm.export.storage import LocalExportStore  # noqa: E402
@@ -224,10 +225,7 @@ def main() -> int:
                     failures.append(f"200k wall ratio {ours['wall'] / naive['wall']:.2f}, target <= {WALL_RATIO_LIMIT}")
             store.remove(run.staging)
     print("our peak RSS by page size: " + ", ".join(peaks))
-    for failure in failures:
-        print(f"MISSED: {failure}", file=sys.stderr)
-    print("targets met" if not failures else "targets MISSED")
-    return 1 if failures else 0
+    return verdict(failures)
 
 
 if __name__ == "__main__":
