@@ -198,8 +198,8 @@ def main() -> int:
             job_id = f"57257670000{records:08d}"
             # Where the download task leaves a page: {download_dir}/{job id}/{job id}.zip, with its sha256.
             zip_path = build_zip(store.local_path(run.staged(f"{DOWNLOADS_SUBDIR}/{job_id}")), records, job_id)
-            download = {"page": 1, "job_id": job_id, "file_type": "csv", "count": records, "path": str(zip_path),
-                        "sha256": file_sha256(zip_path)}
+            download = {"page": 1, "job_id": job_id, "file_type": "csv", "count": records,
+                        "key": f"{job_id}/{zip_path.name}", "sha256": file_sha256(zip_path)}
             with zipfile.ZipFile(zip_path) as archive:
                 csv_mb = archive.infolist()[0].file_size / 2**20
             ours = run_child(OURS, json.dumps(run.to_xcom()), json.dumps(download), str(meta))
