@@ -53,9 +53,9 @@ def table_asset_uri(conn_id: str, module: str) -> str:
     :param conn_id: the warehouse connection.
     :param module: the module's API name.
     """
-    from zoho_crm.tables.names import SCHEMA, table_name
+    from zoho_crm.tables.names import qualified_table_name
 
-    return f"zoho-crm-table://{conn_id}/{SCHEMA}.{table_name(module)}"
+    return f"zoho-crm-table://{conn_id}/{qualified_table_name(module)}"
 
 
 @dataclass(frozen=True)
@@ -92,9 +92,9 @@ class LoadPlan:
 
     def manifest_entry(self, module: str) -> dict[str, Any]:
         """What the manifest says of the load: the table, the connection, the target, full or incremental."""
-        from zoho_crm.tables.names import SCHEMA, table_name
+        from zoho_crm.tables.names import qualified_table_name
 
-        return {"table": f"{SCHEMA}.{table_name(module)}", "conn_id": self.conn_id, "target": self.target,
+        return {"table": qualified_table_name(module), "conn_id": self.conn_id, "target": self.target,
                 "full_load": self.full_load, "lookback_seconds": self.lookback_seconds}
 
 

@@ -160,8 +160,8 @@ def export_schema(run: ExportRun, pages: Sequence[PageRecord]) -> dict[str, Any]
         stored = page.files.get(PARQUET)
         if stored is None:
             continue
-        with store.read_local(run.staged(stored.path)) as path:
-            metadata = parquet.pq.read_schema(path).metadata or {}
+        with store.open(run.staged(stored.path)) as handle:  # the footer only, not a copy of the whole file
+            metadata = parquet.pq.read_schema(handle).metadata or {}
         schema = json.loads(metadata[parquet.SCHEMA_METADATA_KEY])
         if found is None:
             found = schema

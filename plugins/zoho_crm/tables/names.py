@@ -34,6 +34,14 @@ def table_name(module: str) -> str:
     return module.lower()
 
 
+def qualified_table_name(module: str) -> str:
+    """The module's table with its schema, ``zoho_crm.<table>`` (:func:`table_name`).
+
+    :param module: a Zoho module API name.
+    """
+    return f"{SCHEMA}.{table_name(module)}"
+
+
 def column_name(field: str) -> str:
     """The table column of a CSV column: the id column (``id`` / ``Id``) is ``id``, other API names stay as they are.
 
