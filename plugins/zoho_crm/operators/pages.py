@@ -8,7 +8,8 @@ from typing import Any
 from airflow.sdk import BaseOperator, Context
 
 from zoho_crm.api.errors import ZohoError
-from zoho_crm.api.query import build_bulk_read_body, uses_page_token
+from zoho_crm.api.query import InvalidBulkReadQuery
+from zoho_crm.export.records import ExportQuery
 from zoho_crm.hooks.zoho_crm import ZohoCRMHook
 from zoho_crm.job_waiting import (
     DEFAULT_TIMEOUT_SECONDS,
@@ -86,21 +87,10 @@ class ZohoBulkReadPagesOperator(JobWaiting, BaseOperator):
         if len(pages) >= self.max_pages:
             raise fail_fast(f"the export has more than {self.max_pages} pages: narrow the query or raise max_pages.")
         hook = self.hook
-        version = hook.config.api_version
-        token = last.get("next_page_token")
-        uses_token = uses_page_token(version)
-        if uses_token and not token:
-            raise fail_fast(f"page {last['page']} has more records but no next_page_token: Zoho answer is incomplete.")
-        body = build_bulk_read_body(
-            self.query["module"],
-            fields=self.query.get("fields") or None,
-            criteria=self.query.get("criteria"),
-            cvid=self.query.get("cvid"),
-            file_type=self.query.get("file_type", "csv"),
-            page=None if uses_token else int(last["page"]) + 1,
-            page_token=token if uses_token else None,
-            api_version=version,
-        )
+        try:  # the next page's body: by next_page_token on API v7+, by page number before
+            body = ExportQuery.from_xcom(self.query).next_page(last, hook.config.api_version)
+        except InvalidBulkReadQuery as err:
+            raise fail_fast(str(err)) from None
         try:
             job = hook.create_bulk_read_job(body)
         except ZohoError as err:
