@@ -1,7 +1,7 @@
 """Bench: typed Parquet and the warehouse load of a 200,000-record x 40-column page, as ratios of floors measured
 in the same run.
 
-    .venv/bin/python bench/bench_tables.py [--records 200000] [--repeat 2] [--dsn "host=127.0.0.1 user=postgres"]
+    .venv/bin/python bench/bench_tables.py [--records 200000] [--repeat 3] [--dsn "host=127.0.0.1 user=postgres"]
 
 The page is the simulator's Leads module (40 columns: ids, lookups, datetimes with offsets, decimals, booleans,
 dates, multi-line quoted text), written in-process. Each measurement is the best of ``--repeat`` runs.
@@ -9,9 +9,11 @@ dates, multi-line quoted text), written in-process. Each measurement is the best
 1. Parquet (``write_page_parquet``) vs the page's validation (``validate_csv`` with the field metadata), each in
    its own child process (wall time around the work, imports excluded; peak RSS is the child's ``ru_maxrss``).
    Targets: ratio <= 1.5, Parquet peak RSS < 150 MB.
-2. ``load_export`` into an empty table, reloading the same page (every row unchanged) and loading a newer
-   version of every record (every row updated), vs the floor: a plain ``COPY`` of the CSV into a table of
-   text columns. Each run on a database of its own (created, then dropped). Target: ratio <= 2 (empty, updates).
+2. ``load_export`` into an empty table (the first load: COPY straight into the new table), reloading the same page
+   (every row matched, none changed: the issue's "table that already holds it") and loading a newer version of
+   every record (every row rewritten: the stricter reading of "all updates"), vs the floor: a plain ``COPY`` of
+   the CSV into a table of text columns. Each run on a database of its own (created, then dropped).
+   Target: ratio <= 2 for all three.
 
 Prints the figures and ratios; exits 1 when a target is missed.
 """
@@ -129,7 +131,7 @@ def timed(work: Callable[[], object]) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=200_000)
-    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--dsn", default="host=127.0.0.1 port=5432 user=postgres dbname=postgres",
                         help="a PostgreSQL server where databases may be created")
     args = parser.parse_args()
@@ -186,13 +188,12 @@ def main() -> int:
         same_s = best(args.repeat, lambda: reload_run("same"))
         update_s = best(args.repeat, lambda: reload_run("updates"))
         print(f"plain COPY into text columns (floor) {floor_s:.2f} s", flush=True)
-        for label, seconds, target in (("load into an empty table", empty_s, True),
-                                       ("reload of the same page (all unchanged)", same_s, False),
-                                       ("load of a newer version (all updates)", update_s, True)):
+        for label, seconds in (("load into an empty table", empty_s),
+                               ("reload of the same page (all matched, unchanged)", same_s),
+                               ("load of a newer version (all rewritten)", update_s)):
             ratio = seconds / floor_s
-            note = f" (target <= {LOAD_RATIO_LIMIT})" if target else ""
-            print(f"{label}: {seconds:.2f} s, ratio {ratio:.2f}{note}", flush=True)
-            if target and ratio > LOAD_RATIO_LIMIT:
+            print(f"{label}: {seconds:.2f} s, ratio {ratio:.2f} (target <= {LOAD_RATIO_LIMIT})", flush=True)
+            if ratio > LOAD_RATIO_LIMIT:
                 failures.append(f"{label}: ratio {ratio:.2f} > {LOAD_RATIO_LIMIT}")
         print(f"counts: same page {results['same']}\n        newer version {results['updates']}")
     return verdict(failures)

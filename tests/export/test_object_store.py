@@ -74,6 +74,15 @@ def prefix(store: ObjectExportStore) -> str:
     return store.location.split(f"{BUCKET}/", 1)[1]
 
 
+@pytest.fixture(autouse=True)
+def own_scratch_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Local scratch folders under this test's own directory, so that :func:`scratch_folders` never sees those of a
+    test running at the same moment in another xdist worker (they share /tmp)."""
+    root = tmp_path / "scratch"
+    root.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(root))
+
+
 def scratch_folders() -> set[str]:
     return {entry.name for entry in Path(tempfile.gettempdir()).glob("zoho-export-*")}
 

@@ -85,6 +85,39 @@ def test_overlapping_intervals_merge_without_duplicates(conn, tmp_path: Path):
     assert len(rows(conn, "Deals")) == 180
 
 
+def test_a_first_load_with_an_id_on_two_pages_keeps_its_newest_version(conn, tmp_path: Path):
+    """The straight COPY into a new table is undone when pages repeat an id; the staged merge keeps the newest."""
+    older, newer = write_page(tmp_path, "Deals", 60), write_page(tmp_path, "Deals", 40, first=30, start=NEWER)
+    result = load(conn, [older, newer], "Deals")
+    assert (result.records, result.staged, result.inserted, result.updated, result.skipped) == (100, 70, 70, 0, 0)
+    newest = pq.read_table(write_page_parquet(newer, tmp_path / "n.parquet", metadata("Deals")).path).to_pylist()
+    table = {r[0]: r for r in values_without_bookkeeping(conn, "Deals")}
+    assert len(table) == 70 and all(table[r["id"]] == tuple(r.values()) for r in newest)
+
+
+def test_a_failed_first_load_leaves_no_table_and_no_state(conn, tmp_path: Path):
+    lines = write_page(tmp_path, "Leads", 20).read_bytes().split(b"\r\n", 2)
+    bad = tmp_path / "page_0001.csv"
+    bad.write_bytes(b"\r\n".join([lines[0], lines[1].replace(lines[1].split(b",")[1], b"nobody", 1), lines[2]]))
+    with pytest.raises(WarehouseLoadError) as raised:
+        load(conn, bad, full_load=True)
+    message = str(raised.value)
+    assert "copying the page into the table" in message and "column Owner" in message and f"page {bad}" in message
+    with conn.transaction():
+        assert conn.execute("SELECT to_regclass('zoho_crm.leads')").fetchone() == (None,)
+    assert read_sync_state(conn, "Leads", TARGET) is None
+
+
+def test_counts_are_exact_without_table_statistics(conn, tmp_path: Path):
+    """With ``track_counts`` off there are no statistics to read the inserts from: they are counted first."""
+    load(conn, write_page(tmp_path, "Leads", 50))
+    conn.execute("SET track_counts = off")  # a superuser setting: the test runs as postgres
+    conn.commit()
+    result = load(conn, [write_page(tmp_path, "Leads", 30, first=40, start=NEWER)])
+    assert (result.inserted, result.updated, result.skipped) == (20, 10, 0)
+    assert len(rows(conn)) == 70
+
+
 def test_a_rerun_leaves_the_same_table(conn, tmp_path: Path):
     page = write_page(tmp_path, "Contacts", 120)
     load(conn, page, "Contacts", run_key="first")

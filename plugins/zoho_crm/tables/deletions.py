@@ -105,6 +105,14 @@ class DeletionSteps:
 
     def restore(self) -> None:
         """Clear the marks of rows whose record the staged export has with a Modified_Time after the deletion."""
+        # the partial index of marked rows answers at once, but a table without statistics yet (a new one) looks
+        # to the planner as if most rows were marked, and it would scan the whole table
+        self.cur.execute("SET LOCAL enable_seqscan = off")
+        self.cur.execute(self._sql("SELECT EXISTS (SELECT FROM {t} WHERE {at} IS NOT NULL)"))
+        marked = self.cur.fetchone()[0]
+        self.cur.execute("SET LOCAL enable_seqscan TO DEFAULT")
+        if not marked:
+            return  # nothing marked: no join of the whole export
         self.cur.execute(self._sql(
             "UPDATE {t} AS t SET {at} = NULL, {by} = NULL FROM {s} AS s "
             "WHERE t.{at} IS NOT NULL AND s.{id} = t.{id} AND s.{mt} > t.{at}"))
