@@ -24,16 +24,24 @@ BOOKKEEPING_PREFIX = "_"
 """Bookkeeping columns (``_zoho_synced_at``, ``_zoho_run_key``, ...): Zoho field API names never start with it."""
 
 
-@pytest.fixture(scope="module")
-def deployment(local_deployment: Deployment) -> Iterator[Deployment]:
-    """The compressed-clock deployment, its simulator's clock standing still at the present (restored after)."""
-    sim = local_deployment.sim
-    before = sim.clock()
-    sim.set_clock(now=zoho_datetime(datetime.now(UTC)), rate=0)
-    try:
-        yield local_deployment
-    finally:
-        sim.set_clock(now=before["now"], rate=before["rate"])
+def standing_deployment(base: str) -> Any:
+    """The module-scoped fixture ``deployment``: the compressed-clock deployment ``base`` (``local_deployment`` or
+    ``celery_deployment``), its simulator's clock standing still at the present (restored after).
+
+    :param base: the session fixture of the deployment.
+    """
+
+    @pytest.fixture(scope="module", name="deployment")
+    def deployment(request: pytest.FixtureRequest) -> Iterator[Deployment]:
+        started: Deployment = request.getfixturevalue(base)
+        before = started.sim.clock()
+        started.sim.set_clock(now=zoho_datetime(datetime.now(UTC)), rate=0)
+        try:
+            yield started
+        finally:
+            started.sim.set_clock(now=before["now"], rate=before["rate"])
+
+    return deployment
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,7 @@
-"""Deletions end to end under real Airflow (LocalExecutor, compressed clock) and real PostgreSQL: the simulator's
-deleted records applied to ``zoho_crm.vendors`` by the loads of ``zoho_test_deletions_vendors``
-(tests/e2e/dags/zoho_test_deletions.py).
+"""Deletions end to end under real Airflow (CeleryExecutor with two workers and Redis, compressed clock) and real
+PostgreSQL: the simulator's deleted records applied to ``zoho_crm.vendors`` by the loads of
+``zoho_test_deletions_vendors`` (tests/e2e/dags/zoho_test_deletions.py). (The table tests run on LocalExecutor;
+this one on Celery also keeps the two xdist workers' deployments about equally busy.)
 
 - three scheduled intervals (the first the automatic full load), records deleted, changed and restored while each
   run is in flight (after its export and its deletions pass, its load held on the table's lock): after each run the
@@ -11,7 +12,7 @@ deleted records applied to ``zoho_crm.vendors`` by the loads of ``zoho_test_dele
   incremental pass sees them): a filtered export (criteria) marks none, the unfiltered full export marks exactly
   those rows (reconcile); its counts are in the XCom and in ``load.json`` beside the export's pointer.
 
-Module Vendors: the other tests of the deployment export Leads, Contacts, Events, Accounts and Deals.
+Module Vendors: the other tests of the deployment export Leads, Contacts and Events.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import psycopg
 import pytest
 
 from include.devtools.polling import wait_until
-from tests.deployments import LOCAL, Deployment
+from tests.deployments import CELERY, Deployment
 from tests.e2e import tables_support
 from tests.e2e.tables_support import (
     at,
@@ -40,14 +41,14 @@ from tests.e2e.tables_support import (
 from tests.e2e.test_export_dag import assert_run_ok
 from zoho_crm.export.load import DELETIONS_OVERLAP, LOAD_SUMMARY_NAME
 
-pytestmark = [*LOCAL, pytest.mark.timeout(1200)]
+pytestmark = [*CELERY, pytest.mark.timeout(1200)]
 
 DAG_ID = "zoho_test_deletions_vendors"
 MODULE = "Vendors"
 LOCK_KEY = f"zoho_crm.{MODULE.lower()}"
 FILTER = {"field": {"api_name": "GL_Account"}, "comparator": "equal", "value": "Sales-Software"}
 
-deployment, warehouse = tables_support.deployment, tables_support.warehouse  # the fixtures
+deployment, warehouse = tables_support.standing_deployment("celery_deployment"), tables_support.warehouse
 
 
 def marks(conn: psycopg.Connection) -> dict[int, tuple[datetime | None, int | None]]:

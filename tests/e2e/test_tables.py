@@ -50,7 +50,7 @@ DAILY_DAG = "zoho_test_tables_accounts"
 SUBSET_DAG = "zoho_test_tables_deals_subset"
 NEW_FIELD = "Zz_Loyalty_Score"
 
-deployment, warehouse = tables_support.deployment, tables_support.warehouse  # the fixtures
+deployment, warehouse = tables_support.standing_deployment("local_deployment"), tables_support.warehouse
 
 
 def assert_table_is_the_simulator(deployment: Deployment, conn: psycopg.Connection, module: str) -> None:
