@@ -34,10 +34,11 @@ test: $(STAMP)
 sim: $(STAMP)
 	$(BIN)/python -m include.devtools.zoho_simulator --port $(SIM_PORT) $(SIM_ARGS)
 
-bench: $(STAMP)
-	$(BIN)/python bench/bench_validation.py
-	$(BIN)/python bench/bench_download.py
-	$(BIN)/python bench/bench_tables.py
+bench: $(STAMP)  # every bench runs; the target fails afterwards when one of them missed a target
+	@status=0; \
+	for bench in bench_validation bench_download bench_tables; do \
+	  echo "== bench/$$bench.py"; $(BIN)/python bench/$$bench.py || status=1; \
+	done; exit $$status
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
