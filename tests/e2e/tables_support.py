@@ -136,4 +136,3 @@ def scheduled_days() -> tuple[datetime, datetime, datetime, datetime]:
     today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     first, second, third = (today - timedelta(days=days) for days in (3, 2, 1))
     return today, first, second, third
-

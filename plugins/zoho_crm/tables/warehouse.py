@@ -268,6 +268,8 @@ class _Loader:
         self.page: Path | None = None
         self.column: str | None = None
         self.target = sql.Identifier(SCHEMA, table)
+        self.regclass = f'{SCHEMA}."{table}"'
+        """The table as text for ``regclass`` lookups, its name quoted as it was created."""
 
     def run(self, pages: list[Path], run_key: str, field_subset: bool, deletions: list[Deletion] | None = None,
             deletion_mode: str = MARK, *, reconcile_before: datetime | None = None,
@@ -344,7 +346,7 @@ class _Loader:
         self.cur.execute(
             "SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a "
             "WHERE a.attrelid = to_regclass(%s) AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
-            [f'{SCHEMA}."{self.table}"'],
+            [self.regclass],
         )
         return dict(self.cur.fetchall())
 
@@ -467,7 +469,7 @@ class _Loader:
 
     def _inserted_so_far(self) -> int:
         """Rows this transaction inserted into the table so far (its statistics, kept when ``track_counts`` is on)."""
-        self.cur.execute("SELECT pg_stat_get_xact_tuples_inserted(%s::regclass)", [f'{SCHEMA}."{self.table}"'])
+        self.cur.execute("SELECT pg_stat_get_xact_tuples_inserted(%s::regclass)", [self.regclass])
         return self.cur.fetchone()[0]
 
     def error(self, exc: psycopg.Error) -> WarehouseLoadError:
